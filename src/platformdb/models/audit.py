@@ -1,0 +1,98 @@
+"""Audit: an append-only, monthly-partitioned log of every change to an audited table.
+
+Rows are written by the trigger function ``platform.audit_capture()`` (see ``audit.sql``), attached to every
+audited table, so no service can skip them. The acting user and request come from transaction-local
+settings that services set with :func:`platformdb.actor.set_actor`; a write without them is still
+recorded, with the database role as the actor name. Rows are self-contained: they copy the actor's name and
+the row images as they were, because an audit trail must not change when the things it describes do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, text
+from sqlalchemy.dialects.postgresql import INET
+from sqlalchemy.orm import Mapped, mapped_column
+
+from platformdb.models.base import Base, CreatedAt, attach_sql
+
+AUDIT_ACTIONS = ("insert", "update", "delete")
+
+
+class AuditLog(Base):
+    """One captured change (insert, update or delete) of one row of an audited table."""
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (
+        CheckConstraint(f"action IN {AUDIT_ACTIONS!r}", name="action_allowed"),
+        CheckConstraint(
+            "(action = 'insert' AND before IS NULL AND after IS NOT NULL)"
+            " OR (action = 'update' AND before IS NOT NULL AND after IS NOT NULL)"
+            " OR (action = 'delete' AND before IS NOT NULL AND after IS NULL)",
+            name="images_match_action",
+        ),
+        CheckConstraint("entity_type ~ '^[a-z_][a-z0-9_]*$'", name="entity_type_format"),
+        CheckConstraint("char_length(actor_name) BETWEEN 1 AND 320", name="actor_name_length"),
+        CheckConstraint("char_length(request_id) BETWEEN 1 AND 128", name="request_id_length"),
+        Index(
+            "ix_audit_logs_entity_type_entity_id_created_at",
+            "entity_type",
+            "entity_id",
+            "created_at",
+            info={"serves": "audit.entity_trail"},
+        ),
+        Index(
+            "ix_audit_logs_actor_id_created_at",
+            "actor_id",
+            "created_at",
+            postgresql_where=text("actor_id IS NOT NULL"),
+            info={"serves": "audit.actor_activity"},
+        ),
+        Index("ix_audit_logs_created_at", "created_at", info={"serves": "audit.latest_events"}),
+        {"postgresql_partition_by": "RANGE (created_at)"},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger, Identity(always=True), primary_key=True, comment="Row id from an identity sequence: increases in insertion order."
+    )
+    created_at: Mapped[CreatedAt] = mapped_column(
+        primary_key=True, comment="When the change was made (transaction time); the partition key."
+    )
+    transaction_id: Mapped[int] = mapped_column(
+        server_default=text("txid_current()"), comment="Database transaction that made the change."
+    )
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="Acting user (setting platformdb.actor_id) as it was; NULL when the writer set none. "
+        "Deliberately not a foreign key: audit rows outlive and never block what they describe."
+    )
+    actor_name: Mapped[str] = mapped_column(
+        comment="Actor's name frozen at the time (setting platformdb.actor_name, else the user's email, "
+        "else db:<role>)."
+    )
+    db_role: Mapped[str] = mapped_column(
+        server_default=text("session_user"), comment="Database role the writing service logged in as."
+    )
+    action: Mapped[str] = mapped_column(comment="insert, update or delete.")
+    entity_type: Mapped[str] = mapped_column(comment="Table the changed row belongs to, e.g. deployments.")
+    entity_id: Mapped[str] = mapped_column(
+        comment="Primary key of the changed row as text; composite keys joined with ','."
+    )
+    request_id: Mapped[str | None] = mapped_column(
+        comment="Request or trace id of the causing request (setting platformdb.request_id)."
+    )
+    client_addr: Mapped[str | None] = mapped_column(
+        INET,
+        comment="End-user address (setting platformdb.client_addr), else the database client's address.",
+    )
+    before: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="Row image before the change, sensitive columns redacted; NULL for inserts."
+    )
+    after: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="Row image after the change, sensitive columns redacted; NULL for deletes."
+    )
+
+
+attach_sql(__file__)

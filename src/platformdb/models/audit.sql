@@ -1,0 +1,56 @@
+-- Audit capture: one row in platform.audit_logs per changed row of every audited table.
+
+-- Attached to an audited table as
+--   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('<pk cols>'[, '<redacted col>'...])
+-- TG_ARGV[0] lists the primary-key columns (comma-separated) that form entity_id; further arguments name
+-- sensitive columns whose values are replaced by '[redacted]' in the row images.
+-- SECURITY DEFINER: services write audit rows only through this function, never directly.
+CREATE FUNCTION platform.audit_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_before jsonb;
+  v_after jsonb;
+  v_row jsonb;
+  v_actor_id uuid := nullif(current_setting('platformdb.actor_id', true), '')::uuid;
+  v_actor_name text := nullif(current_setting('platformdb.actor_name', true), '');
+  v_client inet := coalesce(nullif(current_setting('platformdb.client_addr', true), '')::inet,
+                            inet_client_addr());
+  v_entity_id text;
+  i integer;
+BEGIN
+  IF TG_OP <> 'INSERT' THEN v_before := to_jsonb(OLD); END IF;
+  IF TG_OP <> 'DELETE' THEN v_after := to_jsonb(NEW); END IF;
+  -- An UPDATE that changes nothing but updated_at is not a change worth a row.
+  IF TG_OP = 'UPDATE' AND v_before - 'updated_at' = v_after - 'updated_at' THEN
+    RETURN NULL;
+  END IF;
+  v_row := coalesce(v_after, v_before);
+  SELECT string_agg(v_row ->> k, ',' ORDER BY ord) INTO v_entity_id
+    FROM unnest(string_to_array(TG_ARGV[0], ',')) WITH ORDINALITY AS pk(k, ord);
+  FOR i IN 1 .. TG_NARGS - 1 LOOP
+    IF v_before ? TG_ARGV[i] THEN v_before := jsonb_set(v_before, ARRAY[TG_ARGV[i]], '"[redacted]"'); END IF;
+    IF v_after ? TG_ARGV[i] THEN v_after := jsonb_set(v_after, ARRAY[TG_ARGV[i]], '"[redacted]"'); END IF;
+  END LOOP;
+  IF v_actor_name IS NULL AND v_actor_id IS NOT NULL THEN
+    SELECT u.email INTO v_actor_name FROM platform.users u WHERE u.id = v_actor_id;
+  END IF;
+  INSERT INTO platform.audit_logs
+    (actor_id, actor_name, db_role, action, entity_type, entity_id, request_id, client_addr, before, after)
+  VALUES
+    (v_actor_id, coalesce(v_actor_name, 'db:' || session_user), session_user, lower(TG_OP), TG_TABLE_NAME,
+     v_entity_id, nullif(current_setting('platformdb.request_id', true), ''), v_client, v_before, v_after);
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: writes one platform.audit_logs row per change. Arguments: primary-key columns (comma-separated), then columns to redact.';
+
+CREATE TRIGGER trg_audit_logs_append_only
+  BEFORE UPDATE OR DELETE ON platform.audit_logs
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
+CREATE TRIGGER trg_audit_logs_no_truncate
+  BEFORE TRUNCATE ON platform.audit_logs
+  FOR EACH STATEMENT EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
+
+CREATE TABLE platform.audit_logs_default PARTITION OF platform.audit_logs DEFAULT;
+COMMENT ON TABLE platform.audit_logs_default IS 'Catch-all partition: holds rows whose month has no partition yet, so an audited write never fails for want of one.';
+SELECT platform.ensure_partitions('platform.audit_logs', 'month', now(), now() + interval '2 months');

@@ -1,0 +1,82 @@
+"""Catalog: the services of the platform, the environments they run in, and who depends on whom."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk, attach_sql
+from platformdb.models.identity import SLUG
+
+SERVICE_STATUSES = ("incubating", "active", "deprecated", "retired")
+
+
+class Environment(Timestamps, Base):
+    """A place services are deployed to, e.g. staging or production."""
+
+    __tablename__ = "environments"
+    __table_args__ = (
+        CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),
+        UniqueConstraint("name"),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Environment id (UUIDv7).")
+    name: Mapped[str] = mapped_column(comment="Unique kebab-case name, e.g. eu-production.")
+    is_production: Mapped[bool] = mapped_column(
+        server_default="false", comment="Whether the environment serves production traffic."
+    )
+
+
+class Service(Timestamps, Base):
+    """A deployable microservice, owned by one team."""
+
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),
+        CheckConstraint("char_length(description) <= 2000", name="description_length"),
+        CheckConstraint(f"status IN {SERVICE_STATUSES!r}", name="status_allowed"),
+        CheckConstraint("tier BETWEEN 1 AND 4", name="tier_range"),
+        UniqueConstraint("name"),
+        Index("ix_services_owner_team_id", "owner_team_id", info={"serves": "catalog.services_of_team; FK"}),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Service id (UUIDv7).")
+    name: Mapped[str] = mapped_column(comment="Unique kebab-case service name (DNS-label safe).")
+    description: Mapped[str] = mapped_column(server_default="", comment="What the service does.")
+    owner_team_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("teams.id", ondelete="RESTRICT"), comment="Team accountable for the service."
+    )
+    status: Mapped[str] = mapped_column(
+        server_default="active", comment="Lifecycle: incubating, active, deprecated or retired."
+    )
+    tier: Mapped[int] = mapped_column(
+        SmallInteger, server_default="3", comment="Criticality, 1 (most critical) to 4 (least)."
+    )
+
+
+class ServiceDependency(CreatedOnly, Base):
+    """That one service calls or otherwise needs another at run time."""
+
+    __tablename__ = "service_dependencies"
+    __table_args__ = (
+        CheckConstraint("service_id <> depends_on_service_id", name="no_self_dependency"),
+        Index(
+            "ix_service_dependencies_depends_on_service_id",
+            "depends_on_service_id",
+            info={"serves": "catalog.transitive_dependents (blast radius); FK"},
+        ),
+    )
+
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), primary_key=True, comment="The dependent service."
+    )
+    depends_on_service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"),
+        primary_key=True,
+        comment="The service it depends on.",
+    )
+
+
+attach_sql(__file__)

@@ -1,0 +1,119 @@
+"""Configuration: versioned key/value settings per service, optionally overridden per environment.
+
+A ``configurations`` row is a slot (service, environment or NULL for the service-wide default, key); every
+change to it is a new immutable ``configuration_versions`` row. Secrets are stored only as references to a
+secret manager. What was in force when a deployment was created is recorded in ``deployment_configurations``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, Integer, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from platformdb.models.base import Base, CreatedOnly, UUIDPk, attach_sql
+
+VALUE_KINDS = ("plain", "secret", "deleted")
+
+
+class Configuration(CreatedOnly, Base):
+    """A configuration key of a service, service-wide or overridden for one environment."""
+
+    __tablename__ = "configurations"
+    __table_args__ = (
+        # NULL environment = the service-wide default; there is one default and one override per env.
+        UniqueConstraint("service_id", "key", "environment_id", postgresql_nulls_not_distinct=True),
+        CheckConstraint(
+            "key ~ '^[A-Za-z_][A-Za-z0-9_.-]*$' AND char_length(key) <= 200", name="key_format"
+        ),
+        Index(
+            "ix_configurations_environment_id",
+            "environment_id",
+            info={"serves": "FK configurations.environment_id"},
+        ),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Configuration slot id (UUIDv7).")
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), comment="Service the key belongs to."
+    )
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"),
+        comment="Environment this override applies to; NULL for the service-wide default.",
+    )
+    key: Mapped[str] = mapped_column(comment="Setting name, e.g. HTTP_TIMEOUT or db.pool.size.")
+
+
+class ConfigurationVersion(CreatedOnly, Base):
+    """One immutable value of a configuration key; the highest version is in force."""
+
+    __tablename__ = "configuration_versions"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {VALUE_KINDS!r}", name="kind_allowed"),
+        CheckConstraint("kind <> 'secret' OR value IS NULL", name="secret_has_no_plaintext"),
+        CheckConstraint(
+            "(kind = 'plain') = (value IS NOT NULL) AND (kind = 'secret') = (secret_ref IS NOT NULL)",
+            name="value_matches_kind",
+        ),
+        CheckConstraint(
+            r"secret_ref ~ '^[a-z][a-z0-9+.-]*://[^\s]+$' AND char_length(secret_ref) <= 1024",
+            name="secret_ref_format",
+        ),
+        CheckConstraint("version >= 1", name="version_positive"),
+        Index(
+            "ix_configuration_versions_created_by",
+            "created_by",
+            info={"serves": "FK configuration_versions.created_by"},
+        ),
+    )
+
+    configuration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("configurations.id", ondelete="RESTRICT"), primary_key=True, comment="The key changed."
+    )
+    version: Mapped[int] = mapped_column(
+        Integer,
+        primary_key=True,
+        comment="1, 2, 3... per key without gaps; assigned by trigger trg_configuration_versions_number.",
+    )
+    kind: Mapped[str] = mapped_column(
+        comment="plain (value holds it), secret (secret_ref points at it) or deleted (key removed)."
+    )
+    value: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="The setting as JSON (string, number, object...); only for kind plain."
+    )
+    secret_ref: Mapped[str | None] = mapped_column(
+        comment="URI of the secret in a secret manager, e.g. vault://kv/payments/db#password; only for kind secret."
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who made the change; NULL for automation."
+    )
+
+
+class DeploymentConfiguration(CreatedOnly, Base):
+    """The configuration version in force for each key when a deployment was created."""
+
+    __tablename__ = "deployment_configurations"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["configuration_id", "version"],
+            ["configuration_versions.configuration_id", "configuration_versions.version"],
+            ondelete="RESTRICT",
+        ),
+        Index(
+            "ix_deployment_configurations_configuration_id_version",
+            "configuration_id",
+            "version",
+            info={"serves": "FK to configuration_versions; deployments that used a version"},
+        ),
+    )
+
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="RESTRICT"), primary_key=True, comment="The deployment."
+    )
+    configuration_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="A key in force.")
+    version: Mapped[int] = mapped_column(Integer, comment="The version of that key in force.")
+
+
+attach_sql(__file__)

@@ -1,0 +1,74 @@
+-- Configuration: gap-free version numbers, immutable history, effective configuration, and the
+-- configuration captured at each deployment.
+
+CREATE TRIGGER trg_configurations_immutable BEFORE UPDATE ON platform.configurations
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a configuration key is immutable; add a version instead');
+CREATE TRIGGER trg_configurations_audit AFTER INSERT OR UPDATE OR DELETE ON platform.configurations
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
+
+-- Numbers a new version max+1 while holding the key's row lock, so concurrent edits serialize, versions
+-- stay contiguous and the last to commit wins. A writer may pass the version it expects to create
+-- (optimistic concurrency): any other number is refused.
+CREATE FUNCTION platform.number_configuration_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_next integer;
+BEGIN
+  PERFORM FROM platform.configurations c WHERE c.id = NEW.configuration_id FOR NO KEY UPDATE;
+  SELECT coalesce(max(v.version), 0) + 1 INTO v_next
+    FROM platform.configuration_versions v WHERE v.configuration_id = NEW.configuration_id;
+  IF NEW.version IS NOT NULL AND NEW.version <> v_next THEN
+    RAISE EXCEPTION 'configuration % is at version %, cannot write version %',
+          NEW.configuration_id, v_next - 1, NEW.version
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME;
+  END IF;
+  NEW.version := v_next;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.number_configuration_version() IS 'BEFORE INSERT trigger of configuration_versions: assigns the next gap-free version under the key''s row lock; refuses a stale expected version (SQLSTATE 23514).';
+
+CREATE TRIGGER trg_configuration_versions_number BEFORE INSERT ON platform.configuration_versions
+  FOR EACH ROW EXECUTE FUNCTION platform.number_configuration_version();
+CREATE TRIGGER trg_configuration_versions_append_only
+  BEFORE UPDATE OR DELETE ON platform.configuration_versions
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('configuration versions are immutable');
+CREATE TRIGGER trg_configuration_versions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.configuration_versions
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('configuration_id,version', 'secret_ref');
+
+-- For each key of the service: the environment override if it has a live (not deleted) latest version,
+-- else the service-wide default's live latest version; keys whose only live versions are deleted vanish.
+CREATE FUNCTION platform.effective_configuration(p_service_id uuid, p_environment_id uuid)
+RETURNS TABLE (configuration_id uuid, key text, version integer, kind text, value jsonb, secret_ref text)
+LANGUAGE sql STABLE AS $$
+  SELECT DISTINCT ON (c.key) c.id, c.key, v.version, v.kind, v.value, v.secret_ref
+    FROM platform.configurations c
+    CROSS JOIN LATERAL (
+      SELECT cv.version, cv.kind, cv.value, cv.secret_ref
+        FROM platform.configuration_versions cv
+       WHERE cv.configuration_id = c.id
+       ORDER BY cv.version DESC
+       LIMIT 1) v
+   WHERE c.service_id = p_service_id
+     AND (c.environment_id = p_environment_id OR c.environment_id IS NULL)
+     AND v.kind <> 'deleted'
+   ORDER BY c.key, c.environment_id NULLS LAST
+$$;
+COMMENT ON FUNCTION platform.effective_configuration(uuid, uuid) IS 'The configuration in force for a service in an environment: per key, the live override, else the live default.';
+
+CREATE FUNCTION platform.capture_deployment_configuration() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO platform.deployment_configurations (deployment_id, configuration_id, version)
+  SELECT NEW.id, e.configuration_id, e.version
+    FROM platform.effective_configuration(NEW.service_id, NEW.environment_id) e;
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION platform.capture_deployment_configuration() IS 'AFTER INSERT trigger of deployments: records the configuration version in force for each key.';
+
+CREATE TRIGGER trg_deployments_capture_configuration AFTER INSERT ON platform.deployments
+  FOR EACH ROW EXECUTE FUNCTION platform.capture_deployment_configuration();
+CREATE TRIGGER trg_deployment_configurations_append_only
+  BEFORE UPDATE OR DELETE ON platform.deployment_configurations
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('what was in force at a deployment is history');

@@ -1,0 +1,190 @@
+"""Delivery: releases of a service and their deployments to environments, with a database-enforced
+status state machine and an append-only status history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from platformdb.models.base import BigIdPk, Base, CreatedOnly, Timestamps, UUIDPk, attach_sql
+
+DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
+ACTIVE_STATUSES = ("pending", "in_progress")
+SEMVER = (
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+)
+
+
+class Release(CreatedOnly, Base):
+    """An immutable, built version of a service: what can be deployed."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("service_id", "version"),
+        CheckConstraint(f"version ~ '{SEMVER}' AND char_length(version) <= 128", name="version_semver"),
+        CheckConstraint("commit_sha ~ '^([0-9a-f]{40}|[0-9a-f]{64})$'", name="commit_sha_format"),
+        CheckConstraint("artifact_digest ~ '^sha256:[0-9a-f]{64}$'", name="artifact_digest_format"),
+        Index("ix_releases_created_by", "created_by", info={"serves": "FK releases.created_by"}),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Release id (UUIDv7).")
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), comment="The service this is a release of."
+    )
+    version: Mapped[str] = mapped_column(comment="Semantic version (semver.org 2.0), unique per service.")
+    commit_sha: Mapped[str] = mapped_column(comment="Git commit the release was built from (SHA-1 or SHA-256).")
+    artifact_digest: Mapped[str] = mapped_column(comment="Content digest of the built artifact: sha256:<64 hex>.")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who registered the release; NULL for CI systems."
+    )
+
+
+class Deployment(Timestamps, Base):
+    """One rollout of a release to an environment; its status moves only along legal transitions."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        # The release is named by (service_id, version): the deployment stores no copy of either.
+        ForeignKeyConstraint(
+            ["service_id", "version"], ["releases.service_id", "releases.version"], ondelete="RESTRICT"
+        ),
+        # A rollback undoes an earlier deployment of the same service in the same environment.
+        ForeignKeyConstraint(
+            ["rollback_of_id", "service_id", "environment_id"],
+            ["deployments.id", "deployments.service_id", "deployments.environment_id"],
+            ondelete="RESTRICT",
+            name="fk_deployments_rollback_of_id_deployments",
+        ),
+        UniqueConstraint("id", "service_id", "environment_id"),
+        CheckConstraint(f"status IN {DEPLOYMENT_STATUSES!r}", name="status_allowed"),
+        CheckConstraint("deployed_at >= started_at", name="deployed_after_started"),
+        CheckConstraint(
+            "(status IN ('pending', 'cancelled')) OR started_at IS NOT NULL", name="started_at_when_started"
+        ),
+        CheckConstraint(
+            f"(status IN {ACTIVE_STATUSES!r}) = (deployed_at IS NULL)", name="deployed_at_when_finished"
+        ),
+        CheckConstraint("rollback_of_id <> id", name="no_self_rollback"),
+        Index(
+            "uq_deployments_active_service_id_environment_id",
+            "service_id",
+            "environment_id",
+            unique=True,
+            postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
+            info={"serves": "rule: at most one active deployment per service and environment; "
+                  "delivery.active_deployments"},
+        ),
+        Index(
+            "ix_deployments_service_id_created_at",
+            "service_id",
+            "created_at",
+            "id",
+            info={"serves": "delivery.deployment_history (keyset pages)"},
+        ),
+        Index(
+            "ix_deployments_service_id_version",
+            "service_id",
+            "version",
+            info={"serves": "FK deployments -> releases; deployments of a release"},
+        ),
+        Index(
+            "ix_deployments_environment_id_service_id_deployed_at",
+            "environment_id",
+            "service_id",
+            "deployed_at",
+            info={"serves": "delivery.running_in_environment (latest success per service); FK"},
+        ),
+        Index("ix_deployments_deployed_by", "deployed_by", info={"serves": "FK deployments.deployed_by"}),
+        Index(
+            "ix_deployments_rollback_of_id",
+            "rollback_of_id",
+            postgresql_where=text("rollback_of_id IS NOT NULL"),
+            info={"serves": "FK deployments.rollback_of_id; rollbacks of a deployment"},
+        ),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Deployment id (UUIDv7).")
+    service_id: Mapped[uuid.UUID] = mapped_column(comment="Service deployed; with version, names the release.")
+    version: Mapped[str] = mapped_column(comment="Release version deployed; with service_id, names the release.")
+    environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), comment="Environment deployed to."
+    )
+    status: Mapped[str] = mapped_column(
+        server_default="pending",
+        comment="pending, in_progress, succeeded, failed, cancelled or rolled_back; "
+        "transitions are checked by trigger trg_deployments_status_transition.",
+    )
+    deployed_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who started the deployment; NULL for automation."
+    )
+    rollback_of_id: Mapped[uuid.UUID | None] = mapped_column(
+        comment="The earlier deployment (same service and environment) that this one rolls back."
+    )
+    started_at: Mapped[dt.datetime | None] = mapped_column(
+        comment="When the rollout began (set on entering in_progress if not given)."
+    )
+    deployed_at: Mapped[dt.datetime | None] = mapped_column(
+        comment="When the rollout finished, whatever its outcome (set on leaving an active status if not given)."
+    )
+
+
+class DeploymentStatusTransition(CreatedOnly, Base):
+    """A legal move of the deployment state machine; reference data written by migrations only."""
+
+    __tablename__ = "deployment_status_transitions"
+    __table_args__ = (
+        CheckConstraint(f"from_status IN {DEPLOYMENT_STATUSES!r}", name="from_status_allowed"),
+        CheckConstraint(f"to_status IN {DEPLOYMENT_STATUSES!r}", name="to_status_allowed"),
+    )
+
+    from_status: Mapped[str] = mapped_column(primary_key=True, comment="Status moved from.")
+    to_status: Mapped[str] = mapped_column(primary_key=True, comment="Status moved to.")
+
+
+class DeploymentStatusHistory(CreatedOnly, Base):
+    """Append-only log of every status a deployment entered, written by trigger."""
+
+    __tablename__ = "deployment_status_history"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["from_status", "to_status"],
+            ["deployment_status_transitions.from_status", "deployment_status_transitions.to_status"],
+            ondelete="RESTRICT",
+            name="fk_deployment_status_history_transition",
+        ),
+        CheckConstraint(f"to_status IN {DEPLOYMENT_STATUSES!r}", name="to_status_allowed"),
+        CheckConstraint("(from_status IS NULL) = (to_status = 'pending')", name="initial_status_pending"),
+        Index(
+            "ix_deployment_status_history_deployment_id_id",
+            "deployment_id",
+            "id",
+            info={"serves": "delivery.deployment_timeline; FK"},
+        ),
+        Index(
+            "ix_deployment_status_history_from_status_to_status",
+            "from_status",
+            "to_status",
+            info={"serves": "FK to deployment_status_transitions"},
+        ),
+    )
+
+    id: Mapped[BigIdPk] = mapped_column(comment="Row id; orders the transitions of one deployment.")
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="RESTRICT"), comment="The deployment whose status changed."
+    )
+    from_status: Mapped[str | None] = mapped_column(comment="Previous status; NULL for the initial pending.")
+    to_status: Mapped[str] = mapped_column(comment="Status entered.")
+
+
+attach_sql(__file__)

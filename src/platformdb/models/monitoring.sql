@@ -1,0 +1,10 @@
+-- Monitoring: timestamps, audit of metric definitions, and the sample partitions.
+
+CREATE TRIGGER trg_metrics_updated_at BEFORE UPDATE ON platform.metrics
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
+CREATE TRIGGER trg_metrics_audit AFTER INSERT OR UPDATE OR DELETE ON platform.metrics
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
+
+CREATE TABLE platform.metric_samples_default PARTITION OF platform.metric_samples DEFAULT;
+COMMENT ON TABLE platform.metric_samples_default IS 'Catch-all partition: holds samples whose day has no partition yet, so ingest never fails for want of one.';
+SELECT platform.ensure_partitions('platform.metric_samples', 'day', now(), now() + interval '7 days');

