@@ -38,10 +38,17 @@ def parse_url(raw: str) -> URL:
     if not url.database:
         raise UserError(f"the database URL {redact(raw)!r} names no database (…/DATABASE at its end)")
     try:
-        _ = url.port
+        port = url.port
     except ValueError as exc:
         raise UserError(f"malformed port in database URL {redact(raw)!r}") from exc
+    if port is not None and not 0 < port < 65536:
+        raise UserError(f"port {port} out of range in database URL {redact(raw)!r}")
     return url
+
+
+def check(url: URL) -> None:
+    """Connect once, so an unreachable or too old server is reported as one clear line up front."""
+    connect(url).close()
 
 
 def redact(raw: str) -> str:

@@ -1,0 +1,220 @@
+"""The ``platformdb`` command: migrations, demo data and the embedded server.
+
+Every user mistake ends as one plain line on stderr and a non-zero exit; set PLATFORMDB_DEBUG=1 to see the
+traceback of an unexpected error instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import URL
+
+from platformdb.db import ENV_URL, check, resolve_url
+from platformdb.errors import UserError
+
+out = Console(highlight=False)
+
+
+class _Group(click.Group):
+    """Turns every error into one line on stderr, never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _fail("aborted")
+        except click.ClickException as exc:
+            _fail(exc.format_message(), code=exc.exit_code)
+        except UserError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the CLI promise: one line, no traceback
+            if os.environ.get("PLATFORMDB_DEBUG"):
+                raise
+            _fail(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error: the database's own message where there is one."""
+    orig = getattr(exc, "orig", None) or exc
+    diag = getattr(orig, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(orig).strip() or type(orig).__name__
+    return text.splitlines()[0]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"platformdb: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _url(ctx: click.Context) -> URL:
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    if "url" not in obj:
+        obj["url"] = resolve_url(obj.get("raw_url"))
+        check(obj["url"])
+    url: URL = obj["url"]
+    return url
+
+
+def _where(url: URL) -> str:
+    """``database "x" at host:port`` (or at the socket directory), for progress lines."""
+    host = url.host or url.query.get("host") or "localhost"
+    return f'database "{url.database}" at {host}' + (f":{url.port}" if url.port else "")
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--database-url",
+    "raw_url",
+    envvar=ENV_URL,
+    metavar="URL",
+    help=f"PostgreSQL >= 15 to use (also ${ENV_URL}); default: the embedded server.",
+)
+@click.version_option(package_name="platformdb")
+@click.pass_context
+def main(ctx: click.Context, raw_url: str | None) -> None:
+    """platformdb: the control-plane schema of a microservices platform, on PostgreSQL."""
+    ctx.ensure_object(dict)["raw_url"] = raw_url
+
+
+# --- migrations ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("revision", default="head")
+@click.pass_context
+def upgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    from platformdb import migrate
+
+    url = _url(ctx)
+    before = migrate.current(url)
+    migrate.upgrade(url, revision)
+    out.print(f"{_where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
+
+
+@main.command()
+@click.argument("revision")
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the database down to REVISION (a revision id, -1, or base)."""
+    from platformdb import migrate
+
+    url = _url(ctx)
+    before = migrate.current(url)
+    migrate.downgrade(url, revision)
+    out.print(f"{_where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
+
+
+@main.command()
+@click.pass_context
+def current(ctx: click.Context) -> None:
+    """Show the revision the database is at."""
+    from platformdb import migrate
+
+    url = _url(ctx)
+    rev = migrate.current(url)
+    state = "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
+    out.print(f"{rev or 'base'} ({state})")
+
+
+@main.command()
+def history() -> None:
+    """List the migrations from base to head."""
+    from platformdb import migrate
+
+    table = Table("revision", "revises", "what it does", box=None)
+    for rev, down, doc in migrate.history():
+        table.add_row(rev, down, doc)
+    out.print(table)
+
+
+@main.command()
+@click.argument("span", metavar="FROM:TO")
+def sql(span: str) -> None:
+    """Print the SQL that migrates FROM to TO (e.g. base:head, 0003:0005, head:0006) without connecting."""
+    from platformdb import migrate
+
+    if span.count(":") != 1 or not all(span.split(":")):
+        raise UserError(f"expected FROM:TO (e.g. base:head), not {span!r}")
+    from_rev, to_rev = span.split(":")
+    click.echo(migrate.offline_sql(from_rev, to_rev), nl=False)
+
+
+# --- demo ----------------------------------------------------------------------------------------------
+@main.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Load the small demo data set (idempotent) and summarize the database."""
+    from platformdb import demo as demo_data
+
+    url = _url(ctx)
+    loaded = demo_data.load(url)
+    out.print(demo_data.summary(url, freshly_loaded=loaded))
+
+
+# --- embedded server -----------------------------------------------------------------------------------
+@main.group()
+def server() -> None:
+    """Manage the embedded PostgreSQL 18 server (data in $PLATFORMDB_HOME/pgdata)."""
+
+
+def _cluster_command(fn: Callable[..., None]) -> Callable[..., None]:
+    return server.command(name=fn.__name__.removeprefix("server_"))(fn)
+
+
+@_cluster_command
+def server_start() -> None:
+    """Start the embedded server (initializing it on first use)."""
+    from platformdb.db import DEFAULT_DATABASE, ensure_database, parse_url
+    from platformdb.server import embedded_cluster
+
+    cluster = embedded_cluster()
+    cluster.start()
+    ensure_database(parse_url(cluster.url()), DEFAULT_DATABASE)
+    out.print(f"running: data in {cluster.data_dir}\nurl: {cluster.url(DEFAULT_DATABASE)}")
+
+
+@_cluster_command
+def server_stop() -> None:
+    """Stop the embedded server."""
+    from platformdb.server import embedded_cluster
+
+    cluster = embedded_cluster()
+    was_running = cluster.is_running()
+    cluster.stop()
+    out.print("stopped" if was_running else "not running")
+
+
+@_cluster_command
+def server_status() -> None:
+    """Say whether the embedded server runs; exit 3 when it does not (like pg_ctl status)."""
+    from platformdb.server import embedded_cluster
+
+    cluster = embedded_cluster()
+    if cluster.is_running():
+        out.print(f"running (PostgreSQL {cluster.version()}, data in {cluster.data_dir})")
+    else:
+        state = "stopped" if cluster.is_initialized() else "not initialized"
+        out.print(f"{state} (data in {cluster.data_dir})")
+        sys.exit(3)
+
+
+@_cluster_command
+def server_url() -> None:
+    """Print the embedded server's connection URL."""
+    from platformdb.db import DEFAULT_DATABASE
+    from platformdb.server import embedded_cluster
+
+    click.echo(embedded_cluster().url(DEFAULT_DATABASE))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Create the platform schema and the functions every context shares
+
+Why: Everything platformdb owns lives in one schema, so it can be granted and dropped as a unit. Time-ordered
+     UUID keys (platform.uuidv7: native on PostgreSQL 18, an SQL equivalent on 15-17), the updated_at trigger,
+     the immutability triggers and the partition helper are shared by the later revisions.
+Locks: Creates a schema and functions only; takes no lock on existing tables.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-24
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.execute(SQL)
+
+
+def downgrade() -> None:
+    op.execute("DROP FUNCTION platform.ensure_partitions(regclass, text, timestamptz, timestamptz)")
+    op.execute("DROP FUNCTION platform.forbid_column_change()")
+    op.execute("DROP FUNCTION platform.forbid_change()")
+    op.execute("DROP FUNCTION platform.set_updated_at()")
+    op.execute("DROP FUNCTION platform.uuidv7()")
+    op.execute("DROP SCHEMA platform")
+
+
+# Frozen copy of the database-side SQL as it was when this revision landed (see models/*.sql for today's).
+SQL = r"""
+-- Shared database-side functions of platformdb. Runs before any table is created.
+
+CREATE SCHEMA IF NOT EXISTS platform;
+COMMENT ON SCHEMA platform IS 'platformdb: control-plane schema shared by the platform''s microservices.';
+
+-- Time-ordered UUIDs. PostgreSQL 18 has uuidv7() built in; on 15-17 an equivalent (RFC 9562, millisecond
+-- precision) is installed under the same name, so every key default reads platform.uuidv7().
+DO $do$
+BEGIN
+  IF current_setting('server_version_num')::int >= 180000 THEN
+    EXECUTE $f$
+      CREATE FUNCTION platform.uuidv7() RETURNS uuid
+      LANGUAGE sql VOLATILE PARALLEL SAFE
+      RETURN pg_catalog.uuidv7()
+    $f$;
+  ELSE
+    EXECUTE $f$
+      CREATE FUNCTION platform.uuidv7() RETURNS uuid
+      LANGUAGE sql VOLATILE PARALLEL SAFE
+      RETURN encode(
+        set_bit(set_bit(
+          overlay(uuid_send(gen_random_uuid())
+                  PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                  FROM 1 FOR 6),
+          52, 1), 53, 1),
+        'hex')::uuid
+    $f$;
+  END IF;
+END
+$do$;
+COMMENT ON FUNCTION platform.uuidv7() IS 'Time-ordered UUID (version 7) for primary keys: native on PostgreSQL 18+, an equivalent SQL function before.';
+
+CREATE FUNCTION platform.set_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.set_updated_at() IS 'BEFORE UPDATE row trigger of mutable tables: keeps updated_at.';
+
+-- Immutability and append-only rules. The error names the trigger as the violated constraint, with
+-- SQLSTATE 23000 (integrity_constraint_violation), so clients handle it like any other rule.
+CREATE FUNCTION platform.forbid_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION '% on %.% is not allowed: %', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME,
+        coalesce(TG_ARGV[0], 'the table is immutable')
+    USING ERRCODE = 'integrity_constraint_violation', CONSTRAINT = TG_NAME,
+          SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME;
+END
+$$;
+COMMENT ON FUNCTION platform.forbid_change() IS 'BEFORE UPDATE/DELETE/TRUNCATE trigger of immutable and append-only tables: raises SQLSTATE 23000 naming the trigger.';
+
+-- Range partitions by UTC calendar period, named <parent>_pYYYY_MM (month) or _pYYYY_MM_DD (day).
+CREATE FUNCTION platform.ensure_partitions(
+  p_parent regclass, p_granularity text, p_from timestamptz, p_to timestamptz
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_step interval;
+  v_format text;
+  v_start timestamp;
+  v_end timestamp := p_to AT TIME ZONE 'UTC';
+  v_schema text;
+  v_table text;
+  v_name text;
+  v_created integer := 0;
+BEGIN
+  IF p_granularity = 'month' THEN
+    v_step := interval '1 month'; v_format := 'YYYY_MM';
+  ELSIF p_granularity = 'day' THEN
+    v_step := interval '1 day'; v_format := 'YYYY_MM_DD';
+  ELSE
+    RAISE EXCEPTION 'granularity must be month or day, not %', p_granularity
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT n.nspname, c.relname INTO v_schema, v_table
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_parent;
+  v_start := date_trunc(p_granularity, p_from AT TIME ZONE 'UTC');
+  WHILE v_start <= v_end LOOP
+    v_name := v_table || '_p' || to_char(v_start, v_format);
+    IF to_regclass(format('%I.%I', v_schema, v_name)) IS NULL THEN
+      EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                     v_schema, v_name, p_parent,
+                     v_start::text || '+00', (v_start + v_step)::text || '+00');
+      EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_name,
+                     format('Partition of %s for %s (UTC).', p_parent, to_char(v_start, v_format)));
+      v_created := v_created + 1;
+    END IF;
+    v_start := v_start + v_step;
+  END LOOP;
+  RETURN v_created;
+END
+$$;
+COMMENT ON FUNCTION platform.ensure_partitions(regclass, text, timestamptz, timestamptz) IS 'Creates the missing monthly or daily range partitions of a partitioned table covering [p_from, p_to]; returns how many it created. Idempotent.';
+
+CREATE FUNCTION platform.forbid_column_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_old jsonb := to_jsonb(OLD);
+  v_new jsonb := to_jsonb(NEW);
+  i integer;
+BEGIN
+  FOR i IN 0 .. TG_NARGS - 1 LOOP
+    IF v_old -> TG_ARGV[i] IS DISTINCT FROM v_new -> TG_ARGV[i] THEN
+      RAISE EXCEPTION '%.% cannot change once set', TG_TABLE_NAME, TG_ARGV[i]
+        USING ERRCODE = 'integrity_constraint_violation', CONSTRAINT = TG_NAME,
+              SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME, COLUMN = TG_ARGV[i];
+    END IF;
+  END LOOP;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.forbid_column_change() IS 'BEFORE UPDATE row trigger: raises SQLSTATE 23000 naming the trigger when one of the columns given as arguments changes.';
+"""
