@@ -37,7 +37,7 @@ class _Group(click.Group):
             _fail(exc.format_message(), code=exc.exit_code)
         except UserError as exc:
             _fail(str(exc))
-        except Exception as exc:  # noqa: BLE001 - the CLI promise: one line, no traceback
+        except Exception as exc:
             if os.environ.get("PLATFORMDB_DEBUG"):
                 raise
             _fail(_describe(exc))
@@ -121,7 +121,9 @@ def current(ctx: click.Context) -> None:
 
     url = _url(ctx)
     rev = migrate.current(url)
-    state = "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
+    state = (
+        "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
+    )
     out.print(f"{rev or 'base'} ({state})")
 
 

@@ -39,7 +39,7 @@ def head() -> str:
 
 def check_revision(rev: str) -> None:
     """Raise UserError unless ``rev`` names a revision (or base/head, or a relative step like -1)."""
-    if rev in ("base", "head", "heads") or rev.lstrip("+-").isdigit() and rev[0] in "+-":
+    if rev in ("base", "head", "heads") or (rev.lstrip("+-").isdigit() and rev[0] in "+-"):
         return
     try:
         if script_directory().get_revision(rev) is None:

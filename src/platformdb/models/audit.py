@@ -9,7 +9,6 @@ the row images as they were, because an audit trail must not change when the thi
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -56,7 +55,10 @@ class AuditLog(Base):
     )
 
     id: Mapped[int] = mapped_column(
-        BigInteger, Identity(always=True), primary_key=True, comment="Row id from an identity sequence: increases in insertion order."
+        BigInteger,
+        Identity(always=True),
+        primary_key=True,
+        comment="Row id from an identity sequence: increases in insertion order.",
     )
     created_at: Mapped[CreatedAt] = mapped_column(
         primary_key=True, comment="When the change was made (transaction time); the partition key."

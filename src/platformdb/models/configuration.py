@@ -25,9 +25,7 @@ class Configuration(CreatedOnly, Base):
     __table_args__ = (
         # NULL environment = the service-wide default; there is one default and one override per env.
         UniqueConstraint("service_id", "key", "environment_id", postgresql_nulls_not_distinct=True),
-        CheckConstraint(
-            "key ~ '^[A-Za-z_][A-Za-z0-9_.-]*$' AND char_length(key) <= 200", name="key_format"
-        ),
+        CheckConstraint("key ~ '^[A-Za-z_][A-Za-z0-9_.-]*$' AND char_length(key) <= 200", name="key_format"),
         Index(
             "ix_configurations_environment_id",
             "environment_id",

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import BigIdPk, Base, CreatedOnly, Timestamps, UUIDPk, attach_sql
+from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, UUIDPk, attach_sql
 
 DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("pending", "in_progress")
@@ -43,10 +43,15 @@ class Release(CreatedOnly, Base):
         ForeignKey("services.id", ondelete="RESTRICT"), comment="The service this is a release of."
     )
     version: Mapped[str] = mapped_column(comment="Semantic version (semver.org 2.0), unique per service.")
-    commit_sha: Mapped[str] = mapped_column(comment="Git commit the release was built from (SHA-1 or SHA-256).")
-    artifact_digest: Mapped[str] = mapped_column(comment="Content digest of the built artifact: sha256:<64 hex>.")
+    commit_sha: Mapped[str] = mapped_column(
+        comment="Git commit the release was built from (SHA-1 or SHA-256)."
+    )
+    artifact_digest: Mapped[str] = mapped_column(
+        comment="Content digest of the built artifact: sha256:<64 hex>."
+    )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who registered the release; NULL for CI systems."
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who registered the release; NULL for CI systems.",
     )
 
 
@@ -82,8 +87,10 @@ class Deployment(Timestamps, Base):
             "environment_id",
             unique=True,
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
-            info={"serves": "rule: at most one active deployment per service and environment; "
-                  "delivery.active_deployments"},
+            info={
+                "serves": "rule: at most one active deployment per service and environment; "
+                "delivery.active_deployments"
+            },
         ),
         Index(
             "ix_deployments_service_id_created_at",
@@ -115,8 +122,12 @@ class Deployment(Timestamps, Base):
     )
 
     id: Mapped[UUIDPk] = mapped_column(comment="Deployment id (UUIDv7).")
-    service_id: Mapped[uuid.UUID] = mapped_column(comment="Service deployed; with version, names the release.")
-    version: Mapped[str] = mapped_column(comment="Release version deployed; with service_id, names the release.")
+    service_id: Mapped[uuid.UUID] = mapped_column(
+        comment="Service deployed; with version, names the release."
+    )
+    version: Mapped[str] = mapped_column(
+        comment="Release version deployed; with service_id, names the release."
+    )
     environment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("environments.id", ondelete="RESTRICT"), comment="Environment deployed to."
     )
@@ -126,7 +137,8 @@ class Deployment(Timestamps, Base):
         "transitions are checked by trigger trg_deployments_status_transition.",
     )
     deployed_by: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who started the deployment; NULL for automation."
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who started the deployment; NULL for automation.",
     )
     rollback_of_id: Mapped[uuid.UUID | None] = mapped_column(
         comment="The earlier deployment (same service and environment) that this one rolls back."

@@ -37,7 +37,9 @@ class User(Timestamps, Base):
             "char_length(display_name) BETWEEN 1 AND 200 AND display_name = btrim(display_name)",
             name="display_name_length",
         ),
-        CheckConstraint("deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"),
+        CheckConstraint(
+            "deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"
+        ),
         Index(
             "uq_users_email_lower",
             func.lower(text("email")),
@@ -142,7 +144,9 @@ class RolePermission(CreatedOnly, Base):
         ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, comment="The role."
     )
     permission_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True, comment="The permission it includes."
+        ForeignKey("permissions.id", ondelete="CASCADE"),
+        primary_key=True,
+        comment="The permission it includes.",
     )
 
 

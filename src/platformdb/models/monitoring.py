@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import BigIdPk, Base, CreatedOnly, Timestamps, attach_sql
+from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, attach_sql
 
 METRIC_KINDS = ("counter", "gauge")
 
@@ -33,7 +33,9 @@ class Metric(Timestamps, Base):
 
     __tablename__ = "metrics"
     __table_args__ = (
-        CheckConstraint("name ~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' AND char_length(name) <= 200", name="name_format"),
+        CheckConstraint(
+            "name ~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' AND char_length(name) <= 200", name="name_format"
+        ),
         CheckConstraint("unit ~ '^[a-z][a-z0-9_/]*$' AND char_length(unit) <= 32", name="unit_format"),
         CheckConstraint(f"kind IN {METRIC_KINDS!r}", name="kind_allowed"),
         CheckConstraint("char_length(description) <= 1000", name="description_length"),
@@ -77,7 +79,7 @@ class MetricSeries(CreatedOnly, Base):
         ForeignKey("environments.id", ondelete="RESTRICT"), comment="Environment measured in."
     )
     labels: Mapped[dict[str, Any]] = mapped_column(
-        server_default=text("'{}'::jsonb"), comment="Further dimensions, e.g. {\"route\": \"/login\"}."
+        server_default=text("'{}'::jsonb"), comment='Further dimensions, e.g. {"route": "/login"}.'
     )
 
 

@@ -101,9 +101,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Team id (UUIDv7).",
         ),
-        sa.Column(
-            "name", sa.Text(), nullable=False, comment="Unique kebab-case handle, e.g. payments-core."
-        ),
+        sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case handle, e.g. payments-core."),
         sa.Column("display_name", sa.Text(), nullable=False, comment="Human-readable team name."),
         sa.Column(
             "created_at",

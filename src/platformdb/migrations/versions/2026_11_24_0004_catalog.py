@@ -31,9 +31,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Environment id (UUIDv7).",
         ),
-        sa.Column(
-            "name", sa.Text(), nullable=False, comment="Unique kebab-case name, e.g. eu-production."
-        ),
+        sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case name, e.g. eu-production."),
         sa.Column(
             "is_production",
             sa.Boolean(),

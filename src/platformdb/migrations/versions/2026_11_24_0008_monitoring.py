@@ -36,9 +36,7 @@ def upgrade() -> None:
         sa.Column(
             "unit", sa.Text(), nullable=False, comment="Unit of the values, e.g. seconds, bytes, requests."
         ),
-        sa.Column(
-            "kind", sa.Text(), nullable=False, comment="counter (monotonic) or gauge (point in time)."
-        ),
+        sa.Column("kind", sa.Text(), nullable=False, comment="counter (monotonic) or gauge (point in time)."),
         sa.Column(
             "description",
             sa.Text(),

@@ -1,0 +1,83 @@
+"""Shared fixtures: every database test runs once on PostgreSQL 18 (embedded) and once on 15 (system)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.engine import URL
+
+from platformdb import migrate
+from tests.factories import Make
+from tests.pg import TEMPLATE, Server, server_bins
+
+_ran_on: dict[str, str] = {}
+
+
+def _server_params() -> list[Any]:
+    params = []
+    for name, bin_dir in server_bins().items():
+        marks = []
+        if not (bin_dir / "postgres").exists():
+            marks.append(pytest.mark.skip(reason=f"{name}: no PostgreSQL binaries at {bin_dir}"))
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+@pytest.fixture(scope="session", params=_server_params())
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    srv = Server.start(request.param, server_bins()[request.param])
+    _ran_on[srv.name] = srv.version
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def template(server: Server) -> str:
+    """A database migrated to head, cloned by every test that needs the schema."""
+    with server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    migrate.upgrade(server.url(TEMPLATE), "head")
+    return TEMPLATE
+
+
+@pytest.fixture
+def db(server: Server, template: str) -> Iterator[URL]:
+    """A fresh database at head, just for this test."""
+    name = server.create_database(template)
+    yield server.url(name)
+    server.drop_database(name)
+
+
+@pytest.fixture
+def empty_db(server: Server) -> Iterator[URL]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = server.create_database(prefix="empty")
+    yield server.url(name)
+    server.drop_database(name)
+
+
+@pytest.fixture
+def conn(db: URL) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to ``db``: each statement commits or fails on its own."""
+    from platformdb.db import libpq_dsn
+
+    with psycopg.connect(libpq_dsn(db), autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def make(conn: psycopg.Connection[Any]) -> Make:
+    return Make(conn)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    missing = sorted(set(server_bins()) - set(_ran_on))
+    ran = ", ".join(f"{name} ({version})" for name, version in sorted(_ran_on.items())) or "none"
+    terminalreporter.write_line(f"platformdb: database tests ran on: {ran}")
+    if missing and _ran_on:
+        terminalreporter.write_line(
+            f"platformdb: WARNING: not run on {', '.join(missing)} (binaries missing)", yellow=True, bold=True
+        )

@@ -1,0 +1,142 @@
+"""Valid rows for tests, made through plain SQL so each test states only what its rule is about."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQxMjM0$0mJ1cQbB2d8kL0Tj2Yf3YxZq4sVQ3mD1hA"
+COMMIT_SHA = "0123456789abcdef0123456789abcdef01234567"
+DIGEST = "sha256:" + "ab" * 32
+
+
+@contextmanager
+def rejected(sqlstate: str, constraint: str | None) -> Iterator[None]:
+    """Assert that the block's write fails with ``sqlstate``, naming ``constraint`` as the one violated."""
+    with pytest.raises(psycopg.Error) as info:
+        yield
+    err = info.value
+    assert (err.sqlstate, err.diag.constraint_name) == (sqlstate, constraint), err.diag.message_primary
+
+
+class Make:
+    """Creates valid rows; keyword arguments override any column."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._n = itertools.count(1)
+
+    def n(self) -> int:
+        return next(self._n)
+
+    def insert(self, table: str, returning: str = "id", **values: Any) -> Any:
+        cols = ", ".join(values)
+        marks = ", ".join(["%s"] * len(values))
+        params = [Jsonb(v) if isinstance(v, dict | list) else v for v in values.values()]
+        row = self.conn.execute(
+            f"INSERT INTO platform.{table} ({cols}) VALUES ({marks}) RETURNING {returning}", params
+        ).fetchone()
+        assert row is not None
+        return row[0] if len(row) == 1 else row
+
+    def count(self, table: str) -> int:
+        row = self.conn.execute(f"SELECT count(*) FROM platform.{table}").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # identity ------------------------------------------------------------------------------------------
+    def user(self, **kw: Any) -> uuid.UUID:
+        i = self.n()
+        values = {
+            "email": f"user{i}@example.com",
+            "display_name": f"User {i}",
+            "password_hash": PASSWORD_HASH,
+        }
+        return self.insert("users", **(values | kw))  # type: ignore[no-any-return]
+
+    def team(self, **kw: Any) -> uuid.UUID:
+        i = self.n()
+        return self.insert("teams", **({"name": f"team-{i}", "display_name": f"Team {i}"} | kw))  # type: ignore[no-any-return]
+
+    def role(self, **kw: Any) -> uuid.UUID:
+        return self.insert("roles", **({"name": f"role-{self.n()}"} | kw))  # type: ignore[no-any-return]
+
+    def permission(self, **kw: Any) -> uuid.UUID:
+        return self.insert(
+            "permissions", **({"name": f"thing_{chr(97 + self.n() % 26)}{self.n()}:read"} | kw)
+        )  # type: ignore[no-any-return]
+
+    def grant(self, user_id: uuid.UUID, role_id: uuid.UUID, **kw: Any) -> uuid.UUID:
+        return self.insert("role_grants", user_id=user_id, role_id=role_id, **kw)  # type: ignore[no-any-return]
+
+    # catalog -------------------------------------------------------------------------------------------
+    def environment(self, **kw: Any) -> uuid.UUID:
+        return self.insert("environments", **({"name": f"env-{self.n()}"} | kw))  # type: ignore[no-any-return]
+
+    def service(self, **kw: Any) -> uuid.UUID:
+        if "owner_team_id" not in kw:
+            kw["owner_team_id"] = self.team()
+        return self.insert("services", **({"name": f"service-{self.n()}"} | kw))  # type: ignore[no-any-return]
+
+    # delivery ------------------------------------------------------------------------------------------
+    def release(self, service_id: uuid.UUID, version: str = "1.0.0", **kw: Any) -> uuid.UUID:
+        values = {
+            "service_id": service_id,
+            "version": version,
+            "commit_sha": COMMIT_SHA,
+            "artifact_digest": DIGEST,
+        }
+        return self.insert("releases", **(values | kw))  # type: ignore[no-any-return]
+
+    def deployment(
+        self, service_id: uuid.UUID, environment_id: uuid.UUID, version: str = "1.0.0", **kw: Any
+    ) -> uuid.UUID:
+        exists = self.conn.execute(
+            "SELECT 1 FROM platform.releases WHERE service_id = %s AND version = %s", (service_id, version)
+        ).fetchone()
+        if not exists:
+            self.release(service_id, version)
+        return self.insert(  # type: ignore[no-any-return]
+            "deployments", service_id=service_id, version=version, environment_id=environment_id, **kw
+        )
+
+    def set_status(self, deployment_id: uuid.UUID, *statuses: str) -> None:
+        for status in statuses:
+            self.conn.execute(
+                "UPDATE platform.deployments SET status = %s WHERE id = %s", (status, deployment_id)
+            )
+
+    # configuration -------------------------------------------------------------------------------------
+    def configuration(self, service_id: uuid.UUID, key: str = "TIMEOUT", **kw: Any) -> uuid.UUID:
+        return self.insert("configurations", service_id=service_id, key=key, **kw)  # type: ignore[no-any-return]
+
+    def config_version(self, configuration_id: uuid.UUID, value: Any = 1, **kw: Any) -> int:
+        values: dict[str, Any] = {
+            "configuration_id": configuration_id,
+            "kind": "plain",
+            "value": Jsonb(value),
+        }
+        if kw.get("kind") in ("secret", "deleted"):
+            values["value"] = None
+        return self.insert("configuration_versions", returning="version", **(values | kw))  # type: ignore[no-any-return]
+
+    # monitoring ----------------------------------------------------------------------------------------
+    def metric(self, **kw: Any) -> int:
+        values = {"name": f"metric_{self.n()}_total", "unit": "requests", "kind": "counter"}
+        return self.insert("metrics", **(values | kw))  # type: ignore[no-any-return]
+
+    def series(self, **kw: Any) -> int:
+        if "service_id" not in kw:
+            kw["service_id"] = self.service()
+        if "environment_id" not in kw:
+            kw["environment_id"] = self.environment()
+        if "metric_id" not in kw:
+            kw["metric_id"] = self.metric()
+        return self.insert("metric_series", **kw)  # type: ignore[no-any-return]
