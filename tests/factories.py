@@ -69,9 +69,7 @@ class Make:
         return self.insert("roles", **({"name": f"role-{self.n()}"} | kw))  # type: ignore[no-any-return]
 
     def permission(self, **kw: Any) -> uuid.UUID:
-        return self.insert(
-            "permissions", **({"name": f"thing_{chr(97 + self.n() % 26)}{self.n()}:read"} | kw)
-        )  # type: ignore[no-any-return]
+        return self.insert("permissions", **({"name": f"thing_{chr(97 + self.n() % 26)}{self.n()}:read"} | kw))  # type: ignore[no-any-return]
 
     def grant(self, user_id: uuid.UUID, role_id: uuid.UUID, **kw: Any) -> uuid.UUID:
         return self.insert("role_grants", user_id=user_id, role_id=role_id, **kw)  # type: ignore[no-any-return]
@@ -109,9 +107,7 @@ class Make:
 
     def set_status(self, deployment_id: uuid.UUID, *statuses: str) -> None:
         for status in statuses:
-            self.conn.execute(
-                "UPDATE platform.deployments SET status = %s WHERE id = %s", (status, deployment_id)
-            )
+            self.conn.execute("UPDATE platform.deployments SET status = %s WHERE id = %s", (status, deployment_id))
 
     # configuration -------------------------------------------------------------------------------------
     def configuration(self, service_id: uuid.UUID, key: str = "TIMEOUT", **kw: Any) -> uuid.UUID:

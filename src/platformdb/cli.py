@@ -121,9 +121,7 @@ def current(ctx: click.Context) -> None:
 
     url = _url(ctx)
     rev = migrate.current(url)
-    state = (
-        "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
-    )
+    state = "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
     out.print(f"{rev or 'base'} ({state})")
 
 

@@ -92,9 +92,7 @@ def connect(url: URL, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
     try:
         conn = psycopg.connect(libpq_dsn(url), autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise UserError(
-            f"cannot connect to {url.render_as_string(hide_password=True)}: {_first_line(exc)}"
-        ) from exc
+        raise UserError(f"cannot connect to {url.render_as_string(hide_password=True)}: {_first_line(exc)}") from exc
     version = conn.info.server_version
     if version < MIN_SERVER_VERSION:
         conn.close()

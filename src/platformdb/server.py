@@ -154,9 +154,7 @@ class Cluster:
         opt = " ".join(f"-c {k}={v}" for k, v in options.items())
         if self.log_file.exists() and _run_as() is not None:
             self.log_file.unlink()
-        self._cmd(
-            "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", opt
-        )
+        self._cmd("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", opt)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._cmd("pg_isready", "-h", str(socket_dir), "-p", str(PORT), check=False).returncode == 0:

@@ -43,12 +43,8 @@ class Release(CreatedOnly, Base):
         ForeignKey("services.id", ondelete="RESTRICT"), comment="The service this is a release of."
     )
     version: Mapped[str] = mapped_column(comment="Semantic version (semver.org 2.0), unique per service.")
-    commit_sha: Mapped[str] = mapped_column(
-        comment="Git commit the release was built from (SHA-1 or SHA-256)."
-    )
-    artifact_digest: Mapped[str] = mapped_column(
-        comment="Content digest of the built artifact: sha256:<64 hex>."
-    )
+    commit_sha: Mapped[str] = mapped_column(comment="Git commit the release was built from (SHA-1 or SHA-256).")
+    artifact_digest: Mapped[str] = mapped_column(comment="Content digest of the built artifact: sha256:<64 hex>.")
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"),
         comment="Who registered the release; NULL for CI systems.",
@@ -77,9 +73,7 @@ class Deployment(Timestamps, Base):
         CheckConstraint(
             "(status IN ('pending', 'cancelled')) OR started_at IS NOT NULL", name="started_at_when_started"
         ),
-        CheckConstraint(
-            f"(status IN {ACTIVE_STATUSES!r}) = (deployed_at IS NULL)", name="deployed_at_when_finished"
-        ),
+        CheckConstraint(f"(status IN {ACTIVE_STATUSES!r}) = (deployed_at IS NULL)", name="deployed_at_when_finished"),
         CheckConstraint("rollback_of_id <> id", name="no_self_rollback"),
         Index(
             "uq_deployments_active_service_id_environment_id",
@@ -88,8 +82,7 @@ class Deployment(Timestamps, Base):
             unique=True,
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
             info={
-                "serves": "rule: at most one active deployment per service and environment; "
-                "delivery.active_deployments"
+                "serves": "rule: at most one active deployment per service and environment; delivery.active_deployments"
             },
         ),
         Index(
@@ -122,12 +115,8 @@ class Deployment(Timestamps, Base):
     )
 
     id: Mapped[UUIDPk] = mapped_column(comment="Deployment id (UUIDv7).")
-    service_id: Mapped[uuid.UUID] = mapped_column(
-        comment="Service deployed; with version, names the release."
-    )
-    version: Mapped[str] = mapped_column(
-        comment="Release version deployed; with service_id, names the release."
-    )
+    service_id: Mapped[uuid.UUID] = mapped_column(comment="Service deployed; with version, names the release.")
+    version: Mapped[str] = mapped_column(comment="Release version deployed; with service_id, names the release.")
     environment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("environments.id", ondelete="RESTRICT"), comment="Environment deployed to."
     )

@@ -24,9 +24,7 @@ class User(Timestamps, Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(
-            r"email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' AND char_length(email) <= 254", name="email_format"
-        ),
+        CheckConstraint(r"email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' AND char_length(email) <= 254", name="email_format"),
         CheckConstraint(
             r"password_hash ~ '^\$(argon2(id|i|d)\$v=[0-9]+\$m=[0-9]+,t=[0-9]+,p=[0-9]+|2[aby]\$[0-9]{2}"
             r"|scrypt\$ln=[0-9]+,r=[0-9]+,p=[0-9]+|pbkdf2-sha(256|512)\$[0-9]+)\$[A-Za-z0-9./+=$-]+$'"
@@ -37,9 +35,7 @@ class User(Timestamps, Base):
             "char_length(display_name) BETWEEN 1 AND 200 AND display_name = btrim(display_name)",
             name="display_name_length",
         ),
-        CheckConstraint(
-            "deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"
-        ),
+        CheckConstraint("deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"),
         Index(
             "uq_users_email_lower",
             func.lower(text("email")),
@@ -116,9 +112,7 @@ class Permission(Timestamps, Base):
 
     __tablename__ = "permissions"
     __table_args__ = (
-        CheckConstraint(
-            "name ~ '^[a-z][a-z_]*:[a-z][a-z_]*$' AND char_length(name) <= 100", name="name_format"
-        ),
+        CheckConstraint("name ~ '^[a-z][a-z_]*:[a-z][a-z_]*$' AND char_length(name) <= 100", name="name_format"),
         CheckConstraint("char_length(description) <= 1000", name="description_length"),
         UniqueConstraint("name"),
     )
@@ -156,9 +150,7 @@ class RoleGrant(CreatedOnly, Base):
     __tablename__ = "role_grants"
     __table_args__ = (
         # NULL scopes mean "any": two global grants of one role to one user are the same grant.
-        UniqueConstraint(
-            "user_id", "role_id", "service_id", "environment_id", postgresql_nulls_not_distinct=True
-        ),
+        UniqueConstraint("user_id", "role_id", "service_id", "environment_id", postgresql_nulls_not_distinct=True),
         CheckConstraint("expires_at IS NULL OR expires_at > created_at", name="expires_after_created"),
         Index("ix_role_grants_role_id", "role_id", info={"serves": "FK role_grants.role_id"}),
         Index(
@@ -180,9 +172,7 @@ class RoleGrant(CreatedOnly, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), comment="The user who holds the role."
     )
-    role_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("roles.id", ondelete="CASCADE"), comment="The role granted."
-    )
+    role_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), comment="The role granted.")
     service_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("services.id", ondelete="CASCADE"),
         comment="Service the grant is limited to; NULL means every service.",

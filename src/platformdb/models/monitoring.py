@@ -33,18 +33,14 @@ class Metric(Timestamps, Base):
 
     __tablename__ = "metrics"
     __table_args__ = (
-        CheckConstraint(
-            "name ~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' AND char_length(name) <= 200", name="name_format"
-        ),
+        CheckConstraint("name ~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' AND char_length(name) <= 200", name="name_format"),
         CheckConstraint("unit ~ '^[a-z][a-z0-9_/]*$' AND char_length(unit) <= 32", name="unit_format"),
         CheckConstraint(f"kind IN {METRIC_KINDS!r}", name="kind_allowed"),
         CheckConstraint("char_length(description) <= 1000", name="description_length"),
         UniqueConstraint("name"),
     )
 
-    id: Mapped[int] = mapped_column(
-        Integer, Identity(always=True), primary_key=True, comment="Metric id (identity)."
-    )
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True, comment="Metric id (identity).")
     name: Mapped[str] = mapped_column(comment="Unique Prometheus-style name, e.g. http_requests_total.")
     unit: Mapped[str] = mapped_column(comment="Unit of the values, e.g. seconds, bytes, requests.")
     kind: Mapped[str] = mapped_column(comment="counter (monotonic) or gauge (point in time).")
@@ -57,9 +53,7 @@ class MetricSeries(CreatedOnly, Base):
     __tablename__ = "metric_series"
     __table_args__ = (
         UniqueConstraint("service_id", "environment_id", "metric_id", "labels"),
-        CheckConstraint(
-            "jsonb_typeof(labels) = 'object' AND octet_length(labels::text) <= 1024", name="labels_object"
-        ),
+        CheckConstraint("jsonb_typeof(labels) = 'object' AND octet_length(labels::text) <= 1024", name="labels_object"),
         Index("ix_metric_series_metric_id", "metric_id", info={"serves": "FK metric_series.metric_id"}),
         Index(
             "ix_metric_series_environment_id",

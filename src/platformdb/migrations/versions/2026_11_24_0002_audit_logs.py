@@ -106,18 +106,10 @@ def upgrade() -> None:
             "(action = 'insert' AND before IS NULL AND after IS NOT NULL) OR (action = 'update' AND before IS NOT NULL AND after IS NOT NULL) OR (action = 'delete' AND before IS NOT NULL AND after IS NULL)",
             name=op.f("ck_audit_logs_images_match_action"),
         ),
-        sa.CheckConstraint(
-            "action IN ('insert', 'update', 'delete')", name=op.f("ck_audit_logs_action_allowed")
-        ),
-        sa.CheckConstraint(
-            "entity_type ~ '^[a-z_][a-z0-9_]*$'", name=op.f("ck_audit_logs_entity_type_format")
-        ),
-        sa.CheckConstraint(
-            "char_length(actor_name) BETWEEN 1 AND 320", name=op.f("ck_audit_logs_actor_name_length")
-        ),
-        sa.CheckConstraint(
-            "char_length(request_id) BETWEEN 1 AND 128", name=op.f("ck_audit_logs_request_id_length")
-        ),
+        sa.CheckConstraint("action IN ('insert', 'update', 'delete')", name=op.f("ck_audit_logs_action_allowed")),
+        sa.CheckConstraint("entity_type ~ '^[a-z_][a-z0-9_]*$'", name=op.f("ck_audit_logs_entity_type_format")),
+        sa.CheckConstraint("char_length(actor_name) BETWEEN 1 AND 320", name=op.f("ck_audit_logs_actor_name_length")),
+        sa.CheckConstraint("char_length(request_id) BETWEEN 1 AND 128", name=op.f("ck_audit_logs_request_id_length")),
         sa.PrimaryKeyConstraint("id", "created_at", name=op.f("pk_audit_logs")),
         schema="platform",
         comment="One captured change (insert, update or delete) of one row of an audited table.",
@@ -140,9 +132,7 @@ def upgrade() -> None:
         schema="platform",
     )
 
-    op.execute(
-        "COMMENT ON INDEX platform.ix_audit_logs_actor_id_created_at IS 'Serves: audit.actor_activity'"
-    )
+    op.execute("COMMENT ON INDEX platform.ix_audit_logs_actor_id_created_at IS 'Serves: audit.actor_activity'")
     op.execute("COMMENT ON INDEX platform.ix_audit_logs_created_at IS 'Serves: audit.latest_events'")
     op.execute(
         "COMMENT ON INDEX platform.ix_audit_logs_entity_type_entity_id_created_at IS 'Serves: audit.entity_trail'"

@@ -121,9 +121,7 @@ def upgrade() -> None:
             "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63",
             name=op.f("ck_teams_name_format"),
         ),
-        sa.CheckConstraint(
-            "char_length(display_name) BETWEEN 1 AND 200", name=op.f("ck_teams_display_name_length")
-        ),
+        sa.CheckConstraint("char_length(display_name) BETWEEN 1 AND 200", name=op.f("ck_teams_display_name_length")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_teams")),
         sa.UniqueConstraint("name", name=op.f("uq_teams_name")),
         schema="platform",
@@ -164,9 +162,7 @@ def upgrade() -> None:
         schema="platform",
         comment="A user's membership of a team, with the member's role in that team.",
     )
-    op.create_index(
-        "ix_team_memberships_user_id", "team_memberships", ["user_id"], unique=False, schema="platform"
-    )
+    op.create_index("ix_team_memberships_user_id", "team_memberships", ["user_id"], unique=False, schema="platform")
     op.create_table(
         "roles",
         sa.Column(
@@ -176,9 +172,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Role id (UUIDv7).",
         ),
-        sa.Column(
-            "name", sa.Text(), nullable=False, comment="Unique kebab-case role name, e.g. service-owner."
-        ),
+        sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case role name, e.g. service-owner."),
         sa.Column(
             "description",
             sa.Text(),
@@ -250,9 +244,7 @@ def upgrade() -> None:
             "name ~ '^[a-z][a-z_]*:[a-z][a-z_]*$' AND char_length(name) <= 100",
             name=op.f("ck_permissions_name_format"),
         ),
-        sa.CheckConstraint(
-            "char_length(description) <= 1000", name=op.f("ck_permissions_description_length")
-        ),
+        sa.CheckConstraint("char_length(description) <= 1000", name=op.f("ck_permissions_description_length")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_permissions")),
         sa.UniqueConstraint("name", name=op.f("uq_permissions_name")),
         schema="platform",
@@ -296,9 +288,7 @@ def upgrade() -> None:
     op.execute(
         "COMMENT ON INDEX platform.uq_users_email_lower IS 'Serves: identity.login_by_email: email is unique case-insensitively'"
     )
-    op.execute(
-        "COMMENT ON INDEX platform.ix_team_memberships_user_id IS 'Serves: identity.teams_of_user; FK'"
-    )
+    op.execute("COMMENT ON INDEX platform.ix_team_memberships_user_id IS 'Serves: identity.teams_of_user; FK'")
     op.execute(
         "COMMENT ON INDEX platform.ix_role_permissions_permission_id IS 'Serves: identity.may_user_do: roles holding a permission; FK'"
     )

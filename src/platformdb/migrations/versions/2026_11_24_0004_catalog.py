@@ -71,12 +71,8 @@ def upgrade() -> None:
             nullable=False,
             comment="Service id (UUIDv7).",
         ),
-        sa.Column(
-            "name", sa.Text(), nullable=False, comment="Unique kebab-case service name (DNS-label safe)."
-        ),
-        sa.Column(
-            "description", sa.Text(), server_default="", nullable=False, comment="What the service does."
-        ),
+        sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case service name (DNS-label safe)."),
+        sa.Column("description", sa.Text(), server_default="", nullable=False, comment="What the service does."),
         sa.Column("owner_team_id", sa.UUID(), nullable=False, comment="Team accountable for the service."),
         sa.Column(
             "status",
@@ -127,9 +123,7 @@ def upgrade() -> None:
         schema="platform",
         comment="A deployable microservice, owned by one team.",
     )
-    op.create_index(
-        "ix_services_owner_team_id", "services", ["owner_team_id"], unique=False, schema="platform"
-    )
+    op.create_index("ix_services_owner_team_id", "services", ["owner_team_id"], unique=False, schema="platform")
     op.create_table(
         "service_dependencies",
         sa.Column("service_id", sa.UUID(), nullable=False, comment="The dependent service."),
@@ -168,9 +162,7 @@ def upgrade() -> None:
         schema="platform",
     )
 
-    op.execute(
-        "COMMENT ON INDEX platform.ix_services_owner_team_id IS 'Serves: catalog.services_of_team; FK'"
-    )
+    op.execute("COMMENT ON INDEX platform.ix_services_owner_team_id IS 'Serves: catalog.services_of_team; FK'")
     op.execute(
         "COMMENT ON INDEX platform.ix_service_dependencies_depends_on_service_id IS 'Serves: catalog.transitive_dependents (blast radius); FK'"
     )

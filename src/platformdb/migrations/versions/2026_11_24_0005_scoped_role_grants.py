@@ -111,9 +111,7 @@ def upgrade() -> None:
         schema="platform",
         postgresql_where=sa.text("environment_id IS NOT NULL"),
     )
-    op.create_index(
-        "ix_role_grants_granted_by", "role_grants", ["granted_by"], unique=False, schema="platform"
-    )
+    op.create_index("ix_role_grants_granted_by", "role_grants", ["granted_by"], unique=False, schema="platform")
     op.create_index("ix_role_grants_role_id", "role_grants", ["role_id"], unique=False, schema="platform")
     op.create_index(
         "ix_role_grants_service_id",
@@ -124,9 +122,7 @@ def upgrade() -> None:
         postgresql_where=sa.text("service_id IS NOT NULL"),
     )
 
-    op.execute(
-        "COMMENT ON INDEX platform.ix_role_grants_environment_id IS 'Serves: FK role_grants.environment_id'"
-    )
+    op.execute("COMMENT ON INDEX platform.ix_role_grants_environment_id IS 'Serves: FK role_grants.environment_id'")
     op.execute("COMMENT ON INDEX platform.ix_role_grants_granted_by IS 'Serves: FK role_grants.granted_by'")
     op.execute("COMMENT ON INDEX platform.ix_role_grants_role_id IS 'Serves: FK role_grants.role_id'")
     op.execute(

@@ -51,9 +51,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Content digest of the built artifact: sha256:<64 hex>.",
         ),
-        sa.Column(
-            "created_by", sa.UUID(), nullable=True, comment="Who registered the release; NULL for CI systems."
-        ),
+        sa.Column("created_by", sa.UUID(), nullable=True, comment="Who registered the release; NULL for CI systems."),
         sa.Column(
             "created_at",
             postgresql.TIMESTAMP(timezone=True),
@@ -64,9 +62,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "artifact_digest ~ '^sha256:[0-9a-f]{64}$'", name=op.f("ck_releases_artifact_digest_format")
         ),
-        sa.CheckConstraint(
-            "commit_sha ~ '^([0-9a-f]{40}|[0-9a-f]{64})$'", name=op.f("ck_releases_commit_sha_format")
-        ),
+        sa.CheckConstraint("commit_sha ~ '^([0-9a-f]{40}|[0-9a-f]{64})$'", name=op.f("ck_releases_commit_sha_format")),
         sa.CheckConstraint(
             "version ~ '^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$' AND char_length(version) <= 128",
             name=op.f("ck_releases_version_semver"),
@@ -205,9 +201,7 @@ def upgrade() -> None:
         schema="platform",
         comment="One rollout of a release to an environment; its status moves only along legal transitions.",
     )
-    op.create_index(
-        "ix_deployments_deployed_by", "deployments", ["deployed_by"], unique=False, schema="platform"
-    )
+    op.create_index("ix_deployments_deployed_by", "deployments", ["deployed_by"], unique=False, schema="platform")
     op.create_index(
         "ix_deployments_environment_id_service_id_deployed_at",
         "deployments",

@@ -38,9 +38,7 @@ def upgrade() -> None:
             nullable=True,
             comment="Environment this override applies to; NULL for the service-wide default.",
         ),
-        sa.Column(
-            "key", sa.Text(), nullable=False, comment="Setting name, e.g. HTTP_TIMEOUT or db.pool.size."
-        ),
+        sa.Column("key", sa.Text(), nullable=False, comment="Setting name, e.g. HTTP_TIMEOUT or db.pool.size."),
         sa.Column(
             "created_at",
             postgresql.TIMESTAMP(timezone=True),
@@ -109,9 +107,7 @@ def upgrade() -> None:
             nullable=True,
             comment="URI of the secret in a secret manager, e.g. vault://kv/payments/db#password; only for kind secret.",
         ),
-        sa.Column(
-            "created_by", sa.UUID(), nullable=True, comment="Who made the change; NULL for automation."
-        ),
+        sa.Column("created_by", sa.UUID(), nullable=True, comment="Who made the change; NULL for automation."),
         sa.Column(
             "created_at",
             postgresql.TIMESTAMP(timezone=True),
@@ -182,9 +178,7 @@ def upgrade() -> None:
             name=op.f("fk_deployment_configurations_deployment_id_deployments"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint(
-            "deployment_id", "configuration_id", name=op.f("pk_deployment_configurations")
-        ),
+        sa.PrimaryKeyConstraint("deployment_id", "configuration_id", name=op.f("pk_deployment_configurations")),
         schema="platform",
         comment="The configuration version in force for each key when a deployment was created.",
     )

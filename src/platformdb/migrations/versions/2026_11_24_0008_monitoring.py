@@ -24,18 +24,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "metrics",
-        sa.Column(
-            "id", sa.Integer(), sa.Identity(always=True), nullable=False, comment="Metric id (identity)."
-        ),
+        sa.Column("id", sa.Integer(), sa.Identity(always=True), nullable=False, comment="Metric id (identity)."),
         sa.Column(
             "name",
             sa.Text(),
             nullable=False,
             comment="Unique Prometheus-style name, e.g. http_requests_total.",
         ),
-        sa.Column(
-            "unit", sa.Text(), nullable=False, comment="Unit of the values, e.g. seconds, bytes, requests."
-        ),
+        sa.Column("unit", sa.Text(), nullable=False, comment="Unit of the values, e.g. seconds, bytes, requests."),
         sa.Column("kind", sa.Text(), nullable=False, comment="counter (monotonic) or gauge (point in time)."),
         sa.Column(
             "description",
@@ -138,9 +134,7 @@ def upgrade() -> None:
         unique=False,
         schema="platform",
     )
-    op.create_index(
-        "ix_metric_series_metric_id", "metric_series", ["metric_id"], unique=False, schema="platform"
-    )
+    op.create_index("ix_metric_series_metric_id", "metric_series", ["metric_id"], unique=False, schema="platform")
     op.create_table(
         "metric_samples",
         sa.Column("series_id", sa.BigInteger(), nullable=False, comment="The series observed."),
@@ -163,9 +157,7 @@ def upgrade() -> None:
         postgresql_partition_by="RANGE (sampled_at)",
     )
 
-    op.execute(
-        "COMMENT ON INDEX platform.ix_metric_series_environment_id IS 'Serves: FK metric_series.environment_id'"
-    )
+    op.execute("COMMENT ON INDEX platform.ix_metric_series_environment_id IS 'Serves: FK metric_series.environment_id'")
     op.execute("COMMENT ON INDEX platform.ix_metric_series_metric_id IS 'Serves: FK metric_series.metric_id'")
     op.execute(SQL)
 
