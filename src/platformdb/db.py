@@ -102,7 +102,7 @@ def connect(url: URL, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
 
 def engine(url: URL, **kwargs: object) -> Engine:
     """A SQLAlchemy engine (psycopg 3) for ``url``."""
-    return create_engine(url, **kwargs)  # type: ignore[arg-type]
+    return create_engine(url, **kwargs)
 
 
 def _first_line(exc: BaseException) -> str:

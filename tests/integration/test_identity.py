@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests.factories import PASSWORD_HASH, Make, rejected
+
+
+def one(conn: psycopg.Connection[Any], sql: str, *params: Any) -> tuple[Any, ...]:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def test_users_email_is_unique_case_insensitively(make: Make) -> None:
@@ -38,3 +46,239 @@ def test_users_are_never_deleted(conn: psycopg.Connection[Any], make: Make) -> N
         conn.execute("DELETE FROM platform.users WHERE id = %s", (user,))
     conn.execute("UPDATE platform.users SET deactivated_at = now() WHERE id = %s", (user,))
     assert make.count("users") == 1
+
+
+@pytest.mark.parametrize("display_name", ["", "x" * 201, " Ann", "Ann ", "  "])
+def test_users_display_name_length_and_trimmed(make: Make, display_name: str) -> None:
+    with rejected("23514", "ck_users_display_name_length"):
+        make.user(display_name=display_name)
+    make.user(display_name="x" * 200)
+    make.user(display_name="A")
+    assert make.count("users") == 2
+
+
+def test_users_deactivated_after_created(conn: psycopg.Connection[Any], make: Make) -> None:
+    with rejected("23514", "ck_users_deactivated_after_created"):
+        make.user(deactivated_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    user = make.user()
+    with rejected("23514", "ck_users_deactivated_after_created"):
+        conn.execute(
+            "UPDATE platform.users SET deactivated_at = created_at - interval '1 second' WHERE id = %s", (user,)
+        )
+    conn.execute("UPDATE platform.users SET deactivated_at = created_at WHERE id = %s", (user,))
+    assert make.count("users") == 1
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("users", "display_name"), ("teams", "display_name"), ("roles", "description"), ("permissions", "description")],
+)
+def test_updated_at_is_maintained_by_trigger(
+    conn: psycopg.Connection[Any], make: Make, table: str, column: str
+) -> None:
+    """An UPDATE stamps updated_at with its transaction's time, even when the writer sets another value."""
+    old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    factory = {"users": make.user, "teams": make.team, "roles": make.role, "permissions": make.permission}[table]
+    extra = {"name": "deployment:create"} if table == "permissions" else {}
+    row_id = factory(created_at=old, updated_at=old, **extra)
+    assert one(conn, f"SELECT updated_at FROM platform.{table} WHERE id = %s", row_id) == (old,)
+    updated_at, now = one(
+        conn, f"UPDATE platform.{table} SET {column} = 'Changed' WHERE id = %s RETURNING updated_at, now()", row_id
+    )
+    assert updated_at == now > old
+    updated_at, now = one(
+        conn, f"UPDATE platform.{table} SET updated_at = %s WHERE id = %s RETURNING updated_at, now()", old, row_id
+    )
+    assert updated_at == now > old
+    assert one(conn, f"SELECT created_at FROM platform.{table} WHERE id = %s", row_id) == (old,)
+
+
+# teams ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    ["Payments", "payments_core", "-payments", "payments-", "pay--ments", "1payments", "pay ments", "a" * 64, ""],
+)
+def test_teams_name_format(make: Make, name: str) -> None:
+    with rejected("23514", "ck_teams_name_format"):
+        make.team(name=name)
+    make.team(name="payments-core2")
+    make.team(name="a" * 63)
+    assert make.count("teams") == 2
+
+
+def test_teams_name_is_unique(make: Make) -> None:
+    make.team(name="payments")
+    with rejected("23505", "uq_teams_name"):
+        make.team(name="payments")
+    make.team(name="payments-core")
+    assert make.count("teams") == 2
+
+
+@pytest.mark.parametrize("display_name", ["", "x" * 201])
+def test_teams_display_name_length(make: Make, display_name: str) -> None:
+    with rejected("23514", "ck_teams_display_name_length"):
+        make.team(display_name=display_name)
+    make.team(display_name="x" * 200)
+    assert make.count("teams") == 1
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "Member", ""])
+def test_team_memberships_role_allowed(make: Make, role: str) -> None:
+    team = make.team()
+    with rejected("23514", "ck_team_memberships_role_allowed"):
+        make.insert("team_memberships", returning="role", team_id=team, user_id=make.user(), role=role)
+    assert make.insert("team_memberships", returning="role", team_id=team, user_id=make.user()) == "member"
+    make.insert("team_memberships", returning="role", team_id=team, user_id=make.user(), role="maintainer")
+    assert make.count("team_memberships") == 2
+
+
+def test_team_memberships_one_per_team_and_user(make: Make) -> None:
+    team, user = make.team(), make.user()
+    make.insert("team_memberships", returning="team_id", team_id=team, user_id=user)
+    with rejected("23505", "pk_team_memberships"):
+        make.insert("team_memberships", returning="team_id", team_id=team, user_id=user, role="maintainer")
+    make.insert("team_memberships", returning="team_id", team_id=make.team(), user_id=user)
+    assert make.count("team_memberships") == 2
+
+
+def test_team_memberships_cascade_when_team_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    team, other = make.team(), make.team()
+    users = [make.user(), make.user()]
+    for user in users:
+        make.insert("team_memberships", returning="team_id", team_id=team, user_id=user)
+        make.insert("team_memberships", returning="team_id", team_id=other, user_id=user)
+    conn.execute("DELETE FROM platform.teams WHERE id = %s", (team,))
+    assert make.count("teams") == 1
+    assert make.count("team_memberships") == 2
+    assert make.count("users") == 2
+
+
+# roles and permissions -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["Admin", "service_owner", "-admin", "admin-", "service--owner", "1admin", "a" * 64])
+def test_roles_name_format(make: Make, name: str) -> None:
+    with rejected("23514", "ck_roles_name_format"):
+        make.role(name=name)
+    make.role(name="service-owner")
+    make.role(name="a" * 63)
+    assert make.count("roles") == 2
+
+
+def test_roles_name_is_unique(make: Make) -> None:
+    make.role(name="viewer")
+    with rejected("23505", "uq_roles_name"):
+        make.role(name="viewer")
+    make.role(name="viewer-2")
+    assert make.count("roles") == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "deployment",
+        "deployment:",
+        ":create",
+        "Deployment:create",
+        "deployment:Create",
+        "deployment:create:all",
+        "deploy-ment:create",
+        "deployment2:create",
+        "_deployment:create",
+        "deployment :create",
+        "a:" + "b" * 99,
+    ],
+)
+def test_permissions_name_is_resource_colon_action(make: Make, name: str) -> None:
+    with rejected("23514", "ck_permissions_name_format"):
+        make.permission(name=name)
+    make.permission(name="deployment:create")
+    make.permission(name="service_config:read_secret")
+    make.permission(name="a:" + "b" * 98)
+    assert make.count("permissions") == 3
+
+
+def test_permissions_name_is_unique(make: Make) -> None:
+    make.permission(name="deployment:create")
+    with rejected("23505", "uq_permissions_name"):
+        make.permission(name="deployment:create")
+    make.permission(name="deployment:cancel")
+    assert make.count("permissions") == 2
+
+
+def test_role_permissions_cascade_when_role_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    role, other = make.role(), make.role()
+    permissions = [make.permission(name="deployment:create"), make.permission(name="deployment:cancel")]
+    for permission in permissions:
+        make.insert("role_permissions", returning="role_id", role_id=role, permission_id=permission)
+        make.insert("role_permissions", returning="role_id", role_id=other, permission_id=permission)
+    conn.execute("DELETE FROM platform.roles WHERE id = %s", (role,))
+    assert make.count("role_permissions") == 2
+    assert make.count("permissions") == 2
+
+
+# role grants ---------------------------------------------------------------------------------------------
+def test_role_grants_are_unique_even_with_null_scopes(make: Make) -> None:
+    """Two global grants of one role to one user are the same grant, though their scopes are NULL."""
+    user, role = make.user(), make.role()
+    make.grant(user, role)
+    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+        make.grant(user, role)
+    assert make.count("role_grants") == 1
+
+
+def test_role_grants_scoped_and_global_grants_coexist(make: Make) -> None:
+    user, role = make.user(), make.role()
+    service, environment = make.service(), make.environment()
+    make.grant(user, role)
+    make.grant(user, role, service_id=service)
+    make.grant(user, role, environment_id=environment)
+    make.grant(user, role, service_id=service, environment_id=environment)
+    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+        make.grant(user, role, service_id=service)
+    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+        make.grant(user, role, environment_id=environment)
+    assert make.count("role_grants") == 4
+
+
+def test_role_grants_expires_after_created(conn: psycopg.Connection[Any], make: Make) -> None:
+    user, role = make.user(), make.role()
+    with rejected("23514", "ck_role_grants_expires_after_created"):
+        make.grant(user, role, expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    with rejected("23514", "ck_role_grants_expires_after_created"):
+        conn.execute(
+            "INSERT INTO platform.role_grants (user_id, role_id, expires_at) VALUES (%s, %s, now())", (user, role)
+        )
+    assert make.count("role_grants") == 0
+    conn.execute(
+        "INSERT INTO platform.role_grants (user_id, role_id, expires_at) VALUES (%s, %s, now() + interval '1 day')",
+        (user, role),
+    )
+    assert make.count("role_grants") == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "constraint"),
+    [
+        ("user_id", "fk_role_grants_user_id_users"),
+        ("role_id", "fk_role_grants_role_id_roles"),
+        ("service_id", "fk_role_grants_service_id_services"),
+        ("environment_id", "fk_role_grants_environment_id_environments"),
+        ("granted_by", "fk_role_grants_granted_by_users"),
+    ],
+)
+def test_role_grants_foreign_keys_are_named(make: Make, column: str, constraint: str) -> None:
+    """A grant naming a row that does not exist is refused by the foreign key of that column."""
+    values: dict[str, Any] = {"user_id": make.user(), "role_id": make.role()}
+    with rejected("23503", constraint):
+        make.insert("role_grants", **(values | {column: uuid.uuid4()}))
+    assert make.count("role_grants") == 0
+    make.insert("role_grants", **values)
+    assert make.count("role_grants") == 1
+
+
+def test_role_grants_cascade_when_role_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    user, role, other = make.user(), make.role(), make.role()
+    make.grant(user, role)
+    make.grant(user, role, service_id=make.service())
+    make.grant(user, other)
+    conn.execute("DELETE FROM platform.roles WHERE id = %s", (role,))
+    assert make.count("role_grants") == 1

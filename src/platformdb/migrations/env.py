@@ -27,7 +27,7 @@ STATEMENT_TIMEOUT = x_args.get("statement_timeout", "30min")
 _PARTITION = re.compile(r"_(p\d{4}_\d{2}(_\d{2})?|default)$")
 
 
-def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
     if type_ == "schema":
         return name == SCHEMA
     if type_ == "table" and name is not None:

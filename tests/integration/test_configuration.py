@@ -1,0 +1,278 @@
+"""Configuration rules: key slots, versioned values, secrets by reference, effective configuration and
+what was in force at each deployment."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.factories import Make, rejected
+
+SECRET_REF = "vault://kv/payments/db#password"
+
+
+def write_version(make: Make, configuration_id: uuid.UUID, kind: str, **columns: Any) -> int:
+    """Insert a version with exactly the given columns (make.config_version fills value in for plain)."""
+    return make.insert(  # type: ignore[no-any-return]
+        "configuration_versions", returning="version", configuration_id=configuration_id, kind=kind, **columns
+    )
+
+
+def versions(conn: psycopg.Connection[Any], configuration_id: uuid.UUID) -> list[int]:
+    rows = conn.execute(
+        "SELECT version FROM platform.configuration_versions WHERE configuration_id = %s ORDER BY version",
+        (configuration_id,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def effective(conn: psycopg.Connection[Any], service_id: uuid.UUID, environment_id: uuid.UUID) -> dict[str, Any]:
+    """key -> (configuration_id, version, value) in force for the service in the environment."""
+    rows = conn.execute(
+        "SELECT key, configuration_id, version, value FROM platform.effective_configuration(%s, %s)",
+        (service_id, environment_id),
+    ).fetchall()
+    return {key: (configuration_id, version, value) for key, configuration_id, version, value in rows}
+
+
+def captured(conn: psycopg.Connection[Any], deployment_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    rows = conn.execute(
+        "SELECT configuration_id, version FROM platform.deployment_configurations WHERE deployment_id = %s",
+        (deployment_id,),
+    ).fetchall()
+    return dict(rows)
+
+
+# configurations ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "key", ["", "1TIMEOUT", "-timeout", ".timeout", "HTTP TIMEOUT", "timeout!", "tïmeout", "K" * 201]
+)
+def test_configurations_key_format(make: Make, key: str) -> None:
+    service = make.service()
+    with rejected("23514", "ck_configurations_key_format"):
+        make.configuration(service, key)
+    for key_ok in ("HTTP_TIMEOUT", "db.pool.size", "_private", "feature-flag.v2", "K" * 200):
+        make.configuration(service, key_ok)
+    assert make.count("configurations") == 5
+
+
+def test_configurations_one_slot_per_service_key_and_environment(make: Make) -> None:
+    """One service-wide default (NULL environment) and one override per environment, per key."""
+    service, staging, production = make.service(), make.environment(), make.environment()
+    make.configuration(service, "TIMEOUT")
+    with rejected("23505", "uq_configurations_service_id_key_environment_id"):
+        make.configuration(service, "TIMEOUT")
+    make.configuration(service, "TIMEOUT", environment_id=staging)
+    with rejected("23505", "uq_configurations_service_id_key_environment_id"):
+        make.configuration(service, "TIMEOUT", environment_id=staging)
+    make.configuration(service, "TIMEOUT", environment_id=production)
+    make.configuration(service, "RETRIES")
+    make.configuration(make.service(), "TIMEOUT")
+    assert make.count("configurations") == 5
+
+
+def test_configurations_are_immutable(conn: psycopg.Connection[Any], make: Make) -> None:
+    service = make.service()
+    configuration = make.configuration(service, "TIMEOUT")
+    for assignment, value in [("key = %s", "RENAMED"), ("environment_id = %s", make.environment())]:
+        with rejected("23000", "trg_configurations_immutable"):
+            conn.execute(f"UPDATE platform.configurations SET {assignment} WHERE id = %s", (value, configuration))
+    row = conn.execute(
+        "SELECT key, environment_id FROM platform.configurations WHERE id = %s", (configuration,)
+    ).fetchone()
+    assert row == ("TIMEOUT", None)
+    make.config_version(configuration, 30)
+    assert versions(conn, configuration) == [1]
+
+
+# configuration_versions: values by kind ------------------------------------------------------------------
+def test_configuration_versions_secret_has_no_plaintext(make: Make) -> None:
+    configuration = make.configuration(make.service())
+    with rejected("23514", "ck_configuration_versions_secret_has_no_plaintext"):
+        write_version(make, configuration, "secret", value=Jsonb("hunter2"), secret_ref=SECRET_REF)
+    with rejected("23514", "ck_configuration_versions_secret_has_no_plaintext"):
+        write_version(make, configuration, "secret", value=Jsonb("hunter2"))
+    assert make.count("configuration_versions") == 0
+    assert make.config_version(configuration, kind="secret", secret_ref=SECRET_REF) == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"kind": "plain"}, id="plain-without-value"),
+        pytest.param({"kind": "plain", "value": Jsonb(30), "secret_ref": SECRET_REF}, id="plain-with-secret-ref"),
+        pytest.param({"kind": "secret"}, id="secret-without-secret-ref"),
+        pytest.param({"kind": "deleted", "value": Jsonb(30)}, id="deleted-with-value"),
+        pytest.param({"kind": "deleted", "secret_ref": SECRET_REF}, id="deleted-with-secret-ref"),
+    ],
+)
+def test_configuration_versions_value_matches_kind(make: Make, values: dict[str, Any]) -> None:
+    configuration = make.configuration(make.service())
+    with rejected("23514", "ck_configuration_versions_value_matches_kind"):
+        write_version(make, configuration, **values)
+    assert make.count("configuration_versions") == 0
+    make.config_version(configuration, {"ms": 30})
+    make.config_version(configuration, kind="secret", secret_ref=SECRET_REF)
+    make.config_version(configuration, kind="deleted")
+    assert make.count("configuration_versions") == 3
+
+
+@pytest.mark.parametrize("kind", ["Plain", "removed", ""])
+def test_configuration_versions_kind_allowed(make: Make, kind: str) -> None:
+    configuration = make.configuration(make.service())
+    with rejected("23514", "ck_configuration_versions_kind_allowed"):
+        make.config_version(configuration, kind=kind)
+    assert make.count("configuration_versions") == 0
+    assert make.config_version(configuration, kind="plain") == 1
+
+
+@pytest.mark.parametrize(
+    "secret_ref", ["kv/payments/db", "vault:kv/payments", "vault://", "Vault://kv/x", "1vault://kv/x", "vault://kv/a b"]
+)
+def test_configuration_versions_secret_ref_format(make: Make, secret_ref: str) -> None:
+    configuration = make.configuration(make.service())
+    with rejected("23514", "ck_configuration_versions_secret_ref_format"):
+        make.config_version(configuration, kind="secret", secret_ref=secret_ref)
+    with rejected("23514", "ck_configuration_versions_secret_ref_format"):
+        make.config_version(configuration, kind="secret", secret_ref="vault://" + "k" * 1017)
+    assert make.count("configuration_versions") == 0
+    make.config_version(configuration, kind="secret", secret_ref=SECRET_REF)
+    make.config_version(configuration, kind="secret", secret_ref="aws+sm://eu-west-1/payments/db?version=3")
+    make.config_version(configuration, kind="secret", secret_ref="vault://" + "k" * 1016)
+    assert make.count("configuration_versions") == 3
+
+
+# configuration_versions: numbering and immutability -------------------------------------------------------
+def test_configuration_versions_are_numbered_without_gaps(conn: psycopg.Connection[Any], make: Make) -> None:
+    """Versions are 1, 2, 3 per key, whatever was written to other keys in between."""
+    service = make.service()
+    timeout, retries = make.configuration(service, "TIMEOUT"), make.configuration(service, "RETRIES")
+    assert [make.config_version(timeout, 10), make.config_version(retries, 1)] == [1, 1]
+    assert make.config_version(timeout, kind="deleted") == 2
+    with rejected("23514", "ck_configuration_versions_value_matches_kind"):
+        write_version(make, timeout, "plain")
+    assert make.config_version(timeout, 30) == 3
+    assert versions(conn, timeout) == [1, 2, 3]
+    assert versions(conn, retries) == [1]
+
+
+def test_configuration_versions_expected_version_must_be_the_next(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A writer may state the version it expects to create; a stale or skipping number is refused."""
+    configuration = make.configuration(make.service())
+    assert make.config_version(configuration, 10, version=1) == 1
+    for stale_or_skipping in (1, 3, 0):
+        with rejected("23514", "trg_configuration_versions_number"):
+            make.config_version(configuration, 20, version=stale_or_skipping)
+    assert versions(conn, configuration) == [1]
+    assert make.config_version(configuration, 20, version=2) == 2
+    assert make.config_version(configuration, 30) == 3
+    assert versions(conn, configuration) == [1, 2, 3]
+
+
+def test_configuration_versions_are_append_only(conn: psycopg.Connection[Any], make: Make) -> None:
+    configuration = make.configuration(make.service())
+    make.config_version(configuration, 10)
+    with rejected("23000", "trg_configuration_versions_append_only"):
+        conn.execute(
+            "UPDATE platform.configuration_versions SET value = '20' WHERE configuration_id = %s", (configuration,)
+        )
+    with rejected("23000", "trg_configuration_versions_append_only"):
+        conn.execute("DELETE FROM platform.configuration_versions WHERE configuration_id = %s", (configuration,))
+    row = conn.execute(
+        "SELECT version, value FROM platform.configuration_versions WHERE configuration_id = %s", (configuration,)
+    ).fetchall()
+    assert row == [(1, 10)]
+    assert make.config_version(configuration, 20) == 2
+
+
+# effective_configuration ---------------------------------------------------------------------------------
+def test_effective_configuration_override_beats_default(conn: psycopg.Connection[Any], make: Make) -> None:
+    service, production = make.service(), make.environment()
+    default = make.configuration(service, "TIMEOUT")
+    make.config_version(default, 10)
+    override = make.configuration(service, "TIMEOUT", environment_id=production)
+    make.config_version(override, 30)
+    make.config_version(override, 60)
+    retries = make.configuration(service, "RETRIES")
+    make.config_version(retries, 3)
+    assert effective(conn, service, production) == {"TIMEOUT": (override, 2, 60), "RETRIES": (retries, 1, 3)}
+
+
+def test_effective_configuration_deleted_override_falls_back_to_default(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    service, production = make.service(), make.environment()
+    default = make.configuration(service, "TIMEOUT")
+    make.config_version(default, 10)
+    override = make.configuration(service, "TIMEOUT", environment_id=production)
+    make.config_version(override, 30)
+    make.config_version(override, kind="deleted")
+    assert effective(conn, service, production) == {"TIMEOUT": (default, 1, 10)}
+
+
+def test_effective_configuration_deleted_default_without_override_vanishes(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    service, production = make.service(), make.environment()
+    default = make.configuration(service, "TIMEOUT")
+    make.config_version(default, 10)
+    make.config_version(default, kind="deleted")
+    kept = make.configuration(service, "RETRIES")
+    make.config_version(kept, 3)
+    assert effective(conn, service, production) == {"RETRIES": (kept, 1, 3)}
+    make.config_version(default, 20)
+    assert effective(conn, service, production) == {"RETRIES": (kept, 1, 3), "TIMEOUT": (default, 3, 20)}
+
+
+def test_effective_configuration_ignores_other_environments_and_services(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    service, staging, production = make.service(), make.environment(), make.environment()
+    default = make.configuration(service, "TIMEOUT")
+    make.config_version(default, 10)
+    make.config_version(make.configuration(service, "TIMEOUT", environment_id=staging), 99)
+    make.config_version(make.configuration(service, "STAGING_ONLY", environment_id=staging), 1)
+    make.config_version(make.configuration(make.service(), "OTHER_SERVICE"), 1)
+    assert effective(conn, service, production) == {"TIMEOUT": (default, 1, 10)}
+
+
+# deployment_configurations -------------------------------------------------------------------------------
+def test_deployment_configurations_record_the_versions_in_force(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A new deployment records, per key, the version in force; later edits leave that record alone."""
+    service, production = make.service(), make.environment()
+    timeout = make.configuration(service, "TIMEOUT")
+    make.config_version(timeout, 10)
+    make.config_version(timeout, 20)
+    password = make.configuration(service, "DB_PASSWORD", environment_id=production)
+    make.config_version(password, kind="secret", secret_ref=SECRET_REF)
+    gone = make.configuration(service, "GONE")
+    make.config_version(gone, 1)
+    make.config_version(gone, kind="deleted")
+
+    first = make.deployment(service, production)
+    assert captured(conn, first) == {timeout: 2, password: 1}
+
+    make.config_version(timeout, 30)
+    make.config_version(password, kind="deleted")
+    assert captured(conn, first) == {timeout: 2, password: 1}
+    second = make.deployment(service, make.environment())
+    assert captured(conn, second) == {timeout: 3}
+
+
+def test_deployment_configurations_are_append_only(conn: psycopg.Connection[Any], make: Make) -> None:
+    service, production = make.service(), make.environment()
+    timeout = make.configuration(service, "TIMEOUT")
+    make.config_version(timeout, 10)
+    make.config_version(timeout, 20)
+    deployment = make.deployment(service, production)
+    with rejected("23000", "trg_deployment_configurations_append_only"):
+        conn.execute(
+            "UPDATE platform.deployment_configurations SET version = 1 WHERE deployment_id = %s", (deployment,)
+        )
+    with rejected("23000", "trg_deployment_configurations_append_only"):
+        conn.execute("DELETE FROM platform.deployment_configurations WHERE deployment_id = %s", (deployment,))
+    assert captured(conn, deployment) == {timeout: 2}

@@ -1,0 +1,183 @@
+"""Monitoring rules: metric definitions, unique series, and samples in daily partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.factories import Make, rejected
+
+FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
+def restrict_sqlstate(conn: psycopg.Connection[Any]) -> str:
+    """SQLSTATE of an ON DELETE RESTRICT violation: restrict_violation (23001) since PostgreSQL 18,
+    foreign_key_violation (23503) before; the constraint named is the same on both."""
+    return "23001" if conn.info.server_version >= 180000 else "23503"
+
+
+def today(conn: psycopg.Connection[Any], days: int = 0) -> str:
+    """The UTC date, ``days`` from today by the database clock, as partition suffix YYYY_MM_DD."""
+    row = conn.execute("SELECT to_char(now() AT TIME ZONE 'UTC' + %s * interval '1 day', 'YYYY_MM_DD')", (days,))
+    result = row.fetchone()
+    assert result is not None
+    return str(result[0])
+
+
+def sample(
+    conn: psycopg.Connection[Any], series_id: int, sampled_at: dt.datetime | str = "now", value: float = 1.0
+) -> str:
+    """Inserts a sample; returns the partition it landed in."""
+    row = conn.execute(
+        "INSERT INTO platform.metric_samples (series_id, sampled_at, value) VALUES (%s, %s::timestamptz, %s)"
+        " RETURNING tableoid::regclass::text",
+        (series_id, sampled_at, value),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def partitions(conn: psycopg.Connection[Any], parent: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+        (parent,),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+# metrics -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["1_total", "http-requests", "http requests", "", "métrique", "a" * 201])
+def test_metrics_name_format(make: Make, name: str) -> None:
+    with rejected("23514", "ck_metrics_name_format"):
+        make.metric(name=name)
+    make.metric(name="http_requests_total")
+    make.metric(name="job:latency_seconds:p99")
+    make.metric(name="_" + "a" * 199)
+    assert make.count("metrics") == 3
+
+
+@pytest.mark.parametrize("unit", ["Seconds", "1s", "per-second", "", "bytes per second", "s" * 33])
+def test_metrics_unit_format(make: Make, unit: str) -> None:
+    with rejected("23514", "ck_metrics_unit_format"):
+        make.metric(unit=unit)
+    make.metric(unit="seconds")
+    make.metric(unit="bytes/s")
+    make.metric(unit="s" * 32)
+    assert make.count("metrics") == 3
+
+
+@pytest.mark.parametrize("kind", ["histogram", "summary", "Counter", ""])
+def test_metrics_kind_allowed(make: Make, kind: str) -> None:
+    with rejected("23514", "ck_metrics_kind_allowed"):
+        make.metric(kind=kind)
+    make.metric(kind="counter")
+    make.metric(kind="gauge")
+    assert make.count("metrics") == 2
+
+
+def test_metrics_name_is_unique(make: Make) -> None:
+    make.metric(name="http_requests_total")
+    with rejected("23505", "uq_metrics_name"):
+        make.metric(name="http_requests_total", unit="bytes", kind="gauge")
+    make.metric(name="HTTP_requests_total")  # case matters, as in Prometheus
+    assert make.count("metrics") == 2
+
+
+# metric_series -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("labels", ["[]", '["a"]', '"x"', "1", "true", "null", '{"k": "' + "v" * 1020 + '"}'])
+def test_metric_series_labels_object(conn: psycopg.Connection[Any], make: Make, labels: str) -> None:
+    series = (
+        "INSERT INTO platform.metric_series (metric_id, service_id, environment_id, labels)"
+        " VALUES (%s, %s, %s, %s::jsonb)"
+    )
+    metric, service, env = make.metric(), make.service(), make.environment()
+    with rejected("23514", "ck_metric_series_labels_object"):
+        conn.execute(series, (metric, service, env, labels))
+    assert make.count("metric_series") == 0
+    conn.execute(series, (metric, service, env, "{}"))
+    conn.execute(series, (metric, service, env, '{"route": "/login", "code": 200}'))
+    assert make.count("metric_series") == 2
+
+
+def test_metric_series_are_unique_per_service_environment_metric_and_labels(make: Make) -> None:
+    metric, service, env = make.metric(), make.service(), make.environment()
+    make.series(metric_id=metric, service_id=service, environment_id=env, labels={"a": 1, "b": 2})
+    with rejected("23505", "uq_metric_series_service_id_environment_id_metric_id_labels"):
+        # jsonb compares objects regardless of key order
+        make.series(metric_id=metric, service_id=service, environment_id=env, labels={"b": 2, "a": 1})
+    make.series(metric_id=metric, service_id=service, environment_id=env, labels={"a": 1, "b": 3})
+    make.series(metric_id=metric, service_id=service, environment_id=make.environment(), labels={"a": 1, "b": 2})
+    make.series(metric_id=metric, service_id=make.service(), environment_id=env, labels={"a": 1, "b": 2})
+    make.series(metric_id=make.metric(), service_id=service, environment_id=env, labels={"a": 1, "b": 2})
+    assert make.count("metric_series") == 5
+
+
+# metric_samples ----------------------------------------------------------------------------------------
+def test_metric_samples_key_is_series_and_sampled_at(conn: psycopg.Connection[Any], make: Make) -> None:
+    series, other = make.series(), make.series()
+    at = dt.datetime.now(dt.UTC)
+    partition = sample(conn, series, at, 1.0)
+    # The table's primary key is pk_metric_samples, but a partitioned table enforces it through each
+    # partition's own index, and PostgreSQL reports that index: <partition>_pkey, named by PostgreSQL
+    # when ensure_partitions() created the partition with CREATE TABLE ... PARTITION OF.
+    with rejected("23505", f"{partition.removeprefix('platform.')}_pkey"):
+        sample(conn, series, at, 2.0)
+    sample(conn, series, FAR_FUTURE)
+    with rejected("23505", "metric_samples_default_pkey"):  # the same holds in the default partition
+        sample(conn, series, FAR_FUTURE)
+    sample(conn, other, at)
+    sample(conn, series, at + dt.timedelta(microseconds=1))
+    assert make.count("metric_samples") == 4
+
+
+def test_metric_samples_need_an_existing_series(conn: psycopg.Connection[Any], make: Make) -> None:
+    series = make.series()
+    for at in ("now", FAR_FUTURE):  # enforced in a daily partition and in the default one
+        with rejected("23503", "fk_metric_samples_series_id_metric_series"):
+            sample(conn, series + 1000, at)
+    sample(conn, series)
+    assert make.count("metric_samples") == 1
+
+
+def test_metric_series_with_samples_cannot_be_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    used, unused = make.series(), make.series()
+    sample(conn, used)
+    with rejected(restrict_sqlstate(conn), "fk_metric_samples_series_id_metric_series"):
+        conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (used,))
+    conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))
+    assert (make.count("metric_series"), make.count("metric_samples")) == (1, 1)
+
+
+def test_metric_samples_route_to_their_days_partition(conn: psycopg.Connection[Any], make: Make) -> None:
+    series = make.series()
+    assert sample(conn, series) == f"platform.metric_samples_p{today(conn)}"
+    row = conn.execute("SELECT now() + interval '7 days'").fetchone()
+    assert row is not None
+    assert sample(conn, series, row[0]) == f"platform.metric_samples_p{today(conn, 7)}"
+    assert sample(conn, series, FAR_FUTURE) == "platform.metric_samples_default"
+
+
+def test_metric_samples_have_partitions_for_today_and_the_next_7_days(conn: psycopg.Connection[Any]) -> None:
+    expected = {f"metric_samples_p{today(conn, n)}" for n in range(8)}
+    existing = partitions(conn, "platform.metric_samples")
+    assert expected <= existing
+    assert "metric_samples_default" in existing
+
+
+def test_ensure_partitions_creates_missing_partitions_idempotently(conn: psycopg.Connection[Any], make: Make) -> None:
+    ensure = "SELECT platform.ensure_partitions('platform.metric_samples', 'day', %s, %s)"
+    first, last = dt.datetime(2099, 6, 1, 12, tzinfo=dt.UTC), dt.datetime(2099, 6, 3, 1, tzinfo=dt.UTC)
+    before = partitions(conn, "platform.metric_samples")
+    assert conn.execute(ensure, (first, last)).fetchone() == (3,)
+    assert partitions(conn, "platform.metric_samples") - before == {
+        "metric_samples_p2099_06_01",
+        "metric_samples_p2099_06_02",
+        "metric_samples_p2099_06_03",
+    }
+    assert conn.execute(ensure, (first, last)).fetchone() == (0,)
+    assert conn.execute(ensure, (last, last + dt.timedelta(days=1))).fetchone() == (1,)  # only the missing one
+    assert len(partitions(conn, "platform.metric_samples") - before) == 4
+    assert sample(conn, make.series(), first) == "platform.metric_samples_p2099_06_01"
