@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL
 
 from platformdb import migrate
 from tests.factories import Make
-from tests.pg import TEMPLATE, Server, server_bins
+from tests.pg import TEMPLATE, DatabasePool, Server, server_bins
 
 _ran_on: dict[str, str] = {}
 
@@ -43,12 +43,19 @@ def template(server: Server) -> str:
     return TEMPLATE
 
 
+@pytest.fixture(scope="session")
+def databases(server: Server, template: str) -> Iterator[DatabasePool]:
+    pool = DatabasePool(server, template)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def db(server: Server, template: str) -> Iterator[URL]:
+def db(server: Server, databases: DatabasePool) -> Iterator[URL]:
     """A fresh database at head, just for this test."""
-    name = server.create_database(template)
+    name = databases.take()
     yield server.url(name)
-    server.drop_database(name)
+    databases.give_back(name)
 
 
 @pytest.fixture
@@ -74,10 +81,10 @@ def make(conn: psycopg.Connection[Any]) -> Make:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    missing = sorted(set(server_bins()) - set(_ran_on))
+    missing = sorted(name for name, bin_dir in server_bins().items() if not (bin_dir / "postgres").exists())
     ran = ", ".join(f"{name} ({version})" for name, version in sorted(_ran_on.items())) or "none"
     terminalreporter.write_line(f"platformdb: database tests ran on: {ran}")
-    if missing and _ran_on:
+    if missing:
         terminalreporter.write_line(
             f"platformdb: WARNING: not run on {', '.join(missing)} (binaries missing)", yellow=True, bold=True
         )

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,3 +75,53 @@ class Server:
     def drop_database(self, name: str) -> None:
         with self.admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class DatabasePool:
+    """Clones of a template made ahead of need by a background thread, and dropped after use the same way,
+    so a test does not wait for CREATE DATABASE (about 0.1 s) or DROP DATABASE."""
+
+    def __init__(self, server: Server, template: str, ahead: int = 2) -> None:
+        self.server = server
+        self.template = template
+        self._ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=ahead)
+        self._used: queue.Queue[str | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._make, daemon=True, name=f"{server.name}-make-db"),
+            threading.Thread(target=self._drop, daemon=True, name=f"{server.name}-drop-db"),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _make(self) -> None:
+        while not self._stop.is_set():
+            try:
+                name: str | BaseException = self.server.create_database(self.template)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test that asks for a database
+                name = exc
+            while not self._stop.is_set():
+                try:
+                    self._ready.put(name, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _drop(self) -> None:
+        while (name := self._used.get()) is not None:
+            self.server.drop_database(name)
+
+    def take(self) -> str:
+        item = self._ready.get(timeout=60)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def give_back(self, name: str) -> None:
+        self._used.put(name)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._used.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)

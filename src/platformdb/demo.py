@@ -90,160 +90,132 @@ def _one(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> An
     return row[0]
 
 
+def _insert(conn: psycopg.Connection[Any], table: str, returning: str = "id", **values: Any) -> Any:
+    """INSERT one row into platform.<table>; returns the ``returning`` column."""
+    cols = ", ".join(values)
+    marks = ", ".join(["%s"] * len(values))
+    return _one(conn, f"INSERT INTO platform.{table} ({cols}) VALUES ({marks}) RETURNING {returning}",
+                tuple(values.values()))  # fmt: skip
+
+
+def _set_status(conn: psycopg.Connection[Any], deployment: Any, status: str, **stamps: dt.datetime) -> None:
+    sets = "".join(f", {column} = %s" for column in stamps)
+    conn.execute(f"UPDATE platform.deployments SET status = %s{sets} WHERE id = %s",
+                 (status, *stamps.values(), deployment))  # fmt: skip
+
+
 def _load(conn: psycopg.Connection[Any]) -> None:
-    rng = random.Random(16)  # deterministic
+    rng = random.Random(16)  # noqa: S311 - deterministic demo data, not cryptography
     set_actor(conn, None, actor_name="platformdb demo", request_id="demo-load")
 
-    env = {
-        name: _one(conn, "INSERT INTO platform.environments (name, is_production) VALUES (%s, %s) RETURNING id",
-                   (name, prod))
-        for name, prod in ENVIRONMENTS
-    }  # fmt: skip
-    team = {
-        name: _one(conn, "INSERT INTO platform.teams (name, display_name) VALUES (%s, %s) RETURNING id", (name, title))
-        for name, title in TEAMS
-    }
+    env = {name: _insert(conn, "environments", name=name, is_production=prod) for name, prod in ENVIRONMENTS}
+    team = {name: _insert(conn, "teams", name=name, display_name=title) for name, title in TEAMS}
     user = {}
     for email, display, team_name in USERS:
-        user[email] = _one(
-            conn,
-            "INSERT INTO platform.users (email, display_name, password_hash) VALUES (%s, %s, %s) RETURNING id",
-            (email, display, DEMO_HASH),
-        )
-        conn.execute(
-            "INSERT INTO platform.team_memberships (team_id, user_id, role) VALUES (%s, %s, %s)",
-            (team[team_name], user[email], "maintainer" if email.startswith(("alice", "bob")) else "member"),
-        )
+        user[email] = _insert(conn, "users", email=email, display_name=display, password_hash=DEMO_HASH)
+        role_in_team = "maintainer" if email.startswith(("alice", "bob")) else "member"
+        _insert(conn, "team_memberships", "user_id", team_id=team[team_name], user_id=user[email], role=role_in_team)
     alice = user["alice@example.com"]
     set_actor(conn, alice, actor_name="Alice Admin", request_id="demo-load")
 
-    perm = {
-        name: _one(conn, "INSERT INTO platform.permissions (name) VALUES (%s) RETURNING id", (name,))
-        for name in PERMISSIONS
-    }
+    perm = {name: _insert(conn, "permissions", name=name) for name in PERMISSIONS}
     role = {}
     for name, perms in ROLES.items():
-        role[name] = _one(conn, "INSERT INTO platform.roles (name) VALUES (%s) RETURNING id", (name,))
+        role[name] = _insert(conn, "roles", name=name)
         for p in perms:
-            conn.execute(
-                "INSERT INTO platform.role_permissions (role_id, permission_id) VALUES (%s, %s)", (role[name], perm[p])
-            )
+            _insert(conn, "role_permissions", "role_id", role_id=role[name], permission_id=perm[p])
 
     service = {}
     for name, team_name, tier, description, _ in SERVICES:
-        service[name] = _one(
-            conn,
-            "INSERT INTO platform.services (name, description, owner_team_id, tier) VALUES (%s, %s, %s, %s)"
-            " RETURNING id",
-            (name, description, team[team_name], tier),
+        service[name] = _insert(
+            conn, "services", name=name, description=description, owner_team_id=team[team_name], tier=tier
         )
     for name, *_, depends_on in SERVICES:
         for dep in depends_on:
-            conn.execute(
-                "INSERT INTO platform.service_dependencies (service_id, depends_on_service_id) VALUES (%s, %s)",
-                (service[name], service[dep]),
+            _insert(
+                conn, "service_dependencies", "service_id", service_id=service[name], depends_on_service_id=service[dep]
             )
 
-    grant = "INSERT INTO platform.role_grants (user_id, role_id, service_id, environment_id, granted_by) VALUES (%s, %s, %s, %s, %s)"
-    conn.execute(grant, (alice, role["admin"], None, None, None))
-    conn.execute(grant, (user["bob@example.com"], role["service-owner"], service["payments"], None, alice))
-    conn.execute(grant, (user["bob@example.com"], role["service-owner"], service["ledger"], None, alice))
-    conn.execute(grant, (user["carol@example.com"], role["service-owner"], service["checkout"], None, alice))
-    conn.execute(grant, (user["dave@example.com"], role["deployer"], None, env["staging"], alice))
-    conn.execute(grant, (user["erin@example.com"], role["viewer"], None, None, alice))
+    _insert(conn, "role_grants", user_id=alice, role_id=role["admin"])
+    for email, role_name, svc, env_name in [
+        ("bob@example.com", "service-owner", "payments", None),
+        ("bob@example.com", "service-owner", "ledger", None),
+        ("carol@example.com", "service-owner", "checkout", None),
+        ("dave@example.com", "deployer", None, "staging"),
+        ("erin@example.com", "viewer", None, None),
+    ]:
+        _insert(conn, "role_grants", user_id=user[email], role_id=role[role_name], granted_by=alice,
+                service_id=service.get(svc or ""), environment_id=env.get(env_name or ""))  # fmt: skip
 
     # Configuration: service-wide defaults, production overrides, secrets by reference only.
-    for name in service:
-        cfg = _one(conn, "INSERT INTO platform.configurations (service_id, key) VALUES (%s, 'HTTP_TIMEOUT_MS') RETURNING id",
-                   (service[name],))  # fmt: skip
-        conn.execute("INSERT INTO platform.configuration_versions (configuration_id, kind, value, created_by)"
-                     " VALUES (%s, 'plain', %s, %s)", (cfg, Jsonb(2000), alice))  # fmt: skip
-        conn.execute("INSERT INTO platform.configuration_versions (configuration_id, kind, value, created_by)"
-                     " VALUES (%s, 'plain', %s, %s)", (cfg, Jsonb(rng.choice([1500, 2500, 3000])), alice))  # fmt: skip
-        prod = _one(conn, "INSERT INTO platform.configurations (service_id, environment_id, key) VALUES (%s, %s, 'LOG_LEVEL')"
-                    " RETURNING id", (service[name], env["production"]))  # fmt: skip
-        conn.execute("INSERT INTO platform.configuration_versions (configuration_id, kind, value) VALUES (%s, 'plain', %s)",
-                     (prod, Jsonb("warn")))  # fmt: skip
-        base = _one(conn, "INSERT INTO platform.configurations (service_id, key) VALUES (%s, 'LOG_LEVEL') RETURNING id",
-                    (service[name],))  # fmt: skip
-        conn.execute("INSERT INTO platform.configuration_versions (configuration_id, kind, value) VALUES (%s, 'plain', %s)",
-                     (base, Jsonb("info")))  # fmt: skip
+    def version(configuration: Any, **values: Any) -> None:
+        _insert(conn, "configuration_versions", "version", configuration_id=configuration, **values)
+
+    for svc in service.values():
+        timeout = _insert(conn, "configurations", service_id=svc, key="HTTP_TIMEOUT_MS")
+        version(timeout, kind="plain", value=Jsonb(2000), created_by=alice)
+        version(timeout, kind="plain", value=Jsonb(rng.choice([1500, 2500, 3000])), created_by=alice)
+        version(_insert(conn, "configurations", service_id=svc, key="LOG_LEVEL"), kind="plain", value=Jsonb("info"))
+        prod_level = _insert(conn, "configurations", service_id=svc, environment_id=env["production"], key="LOG_LEVEL")
+        version(prod_level, kind="plain", value=Jsonb("warn"))
     for name in ("payments", "ledger", "identity"):
-        cfg = _one(conn, "INSERT INTO platform.configurations (service_id, key) VALUES (%s, 'DATABASE_PASSWORD') RETURNING id",
-                   (service[name],))  # fmt: skip
-        conn.execute("INSERT INTO platform.configuration_versions (configuration_id, kind, secret_ref) VALUES (%s, 'secret', %s)",
-                     (cfg, f"vault://kv/{name}/database#password"))  # fmt: skip
+        secret = _insert(conn, "configurations", service_id=service[name], key="DATABASE_PASSWORD")
+        version(secret, kind="secret", secret_ref=f"vault://kv/{name}/database#password")
 
     # Releases and their rollouts through the environments over the last weeks, along the state machine.
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     deployers = [alice, user["dave@example.com"], user["bob@example.com"]]
     stage_delay = {"development": dt.timedelta(hours=2), "staging": dt.timedelta(days=1),
                    "production": dt.timedelta(days=2)}  # fmt: skip
-    for name in service:
+    for name, svc in service.items():
         count = rng.randint(3, 5)
         versions = [f"1.{minor}.{rng.randint(0, 3)}" for minor in range(count)]
-        for i, version in enumerate(versions):
+        for i, ver in enumerate(versions):
             built = now - dt.timedelta(days=5 * (count - i), hours=rng.randint(0, 12))
-            conn.execute(
-                "INSERT INTO platform.releases (service_id, version, commit_sha, artifact_digest, created_by, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (service[name], version, _sha(name, version), _digest(name, version), alice, built),
-            )
+            _insert(conn, "releases", service_id=svc, version=ver, commit_sha=_sha(name, ver),
+                    artifact_digest=_digest(name, ver), created_by=alice, created_at=built)  # fmt: skip
             for env_name, _ in ENVIRONMENTS:
-                last = i == count - 1
-                if env_name == "production" and last and name in ("checkout", "notifications"):
+                if env_name == "production" and i == count - 1 and name in ("checkout", "notifications"):
                     outcome = None  # a rollout under way right now
                 elif env_name == "staging" and i == 1 and name == "payments":
                     outcome = "failed"
                 else:
                     outcome = "succeeded"
                 created = min(built + stage_delay[env_name], now - dt.timedelta(minutes=30))
-                dep = _one(
-                    conn,
-                    "INSERT INTO platform.deployments (service_id, version, environment_id, deployed_by, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                    (service[name], version, env[env_name], rng.choice(deployers), created),
-                )
+                dep = _insert(conn, "deployments", service_id=svc, version=ver, environment_id=env[env_name],
+                              deployed_by=rng.choice(deployers), created_at=created)  # fmt: skip
                 started = created + dt.timedelta(minutes=rng.randint(1, 5))
-                conn.execute("UPDATE platform.deployments SET status = 'in_progress', started_at = %s WHERE id = %s",
-                             (started, dep))  # fmt: skip
+                _set_status(conn, dep, "in_progress", started_at=started)
                 if outcome:
-                    conn.execute("UPDATE platform.deployments SET status = %s, deployed_at = %s WHERE id = %s",
-                                 (outcome, started + dt.timedelta(minutes=rng.randint(3, 20)), dep))  # fmt: skip
+                    _set_status(conn, dep, outcome, deployed_at=started + dt.timedelta(minutes=rng.randint(3, 20)))
+
     # A production rollback: ledger's newest release misbehaved, the previous one goes back out.
-    bad, bad_at = conn.execute(
-        "SELECT id, deployed_at FROM platform.deployments WHERE service_id = %s AND environment_id = %s"
-        " AND status = 'succeeded' ORDER BY deployed_at DESC LIMIT 1", (service["ledger"], env["production"])
-    ).fetchone()  # type: ignore[misc]  # fmt: skip
-    previous = _one(conn, "SELECT version FROM platform.deployments WHERE service_id = %s AND environment_id = %s"
-                    " AND status = 'succeeded' AND id <> %s ORDER BY deployed_at DESC LIMIT 1",
-                    (service["ledger"], env["production"], bad))  # fmt: skip
-    rollback = _one(conn, "INSERT INTO platform.deployments (service_id, version, environment_id, deployed_by,"
-                    " rollback_of_id, created_at) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                    (service["ledger"], previous, env["production"], alice, bad,
-                     bad_at + dt.timedelta(minutes=40)))  # fmt: skip
-    conn.execute("UPDATE platform.deployments SET status = 'in_progress', started_at = %s WHERE id = %s",
-                 (bad_at + dt.timedelta(minutes=41), rollback))  # fmt: skip
-    conn.execute("UPDATE platform.deployments SET status = 'succeeded', deployed_at = %s WHERE id = %s",
-                 (bad_at + dt.timedelta(minutes=50), rollback))  # fmt: skip
-    conn.execute("UPDATE platform.deployments SET status = 'rolled_back' WHERE id = %s", (bad,))
+    ledger, prod = service["ledger"], env["production"]
+    latest = conn.execute(
+        "SELECT id, deployed_at, version FROM platform.deployments WHERE service_id = %s AND environment_id = %s"
+        " AND status = 'succeeded' ORDER BY deployed_at DESC LIMIT 2", (ledger, prod)
+    ).fetchall()  # fmt: skip
+    (bad, bad_at, _), (_, _, previous) = latest
+    rollback = _insert(conn, "deployments", service_id=ledger, version=previous, environment_id=prod,
+                       deployed_by=alice, rollback_of_id=bad, created_at=bad_at + dt.timedelta(minutes=40))  # fmt: skip
+    _set_status(conn, rollback, "in_progress", started_at=bad_at + dt.timedelta(minutes=41))
+    _set_status(conn, rollback, "succeeded", deployed_at=bad_at + dt.timedelta(minutes=50))
+    _set_status(conn, bad, "rolled_back")
 
     # Metrics: production series for every service, a sample a minute over the last six hours.
     now = now.replace(second=0)
     start = now - dt.timedelta(hours=6)
     conn.execute("SELECT platform.ensure_partitions('platform.metric_samples', 'day', %s, %s)", (start, now))
     metric = {
-        name: _one(conn, "INSERT INTO platform.metrics (name, unit, kind, description) VALUES (%s, %s, %s, %s)"
-                   " RETURNING id", (name, unit, kind, desc))
+        name: _insert(conn, "metrics", name=name, unit=unit, kind=kind, description=desc)
         for name, unit, kind, desc in METRICS
-    }  # fmt: skip
+    }
+    labels = Jsonb({"region": "eu-west-1"})
     series = [
-        (_one(conn, "INSERT INTO platform.metric_series (metric_id, service_id, environment_id, labels)"
-                    " VALUES (%s, %s, %s, %s) RETURNING id",
-              (mid, service[name], env["production"], Jsonb({"region": "eu-west-1"}))), metric_name)
-        for name in service
+        (_insert(conn, "metric_series", metric_id=mid, service_id=svc, environment_id=prod, labels=labels), metric_name)
+        for svc in service.values()
         for metric_name, mid in metric.items()
-    ]  # fmt: skip
+    ]
     with conn.cursor().copy("COPY platform.metric_samples (series_id, sampled_at, value) FROM STDIN") as copy:
         for series_id, metric_name in series:
             total = 0.0

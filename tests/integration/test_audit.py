@@ -259,3 +259,17 @@ def test_audit_logs_have_partitions_for_this_month_and_the_next_two(conn: psycop
     ).fetchall()
     assert {r[0] for r in expected} <= {r[0] for r in partitions}
     assert ("audit_logs_default",) in partitions
+
+
+def test_audit_log_partitions_cannot_be_truncated_either(conn: psycopg.Connection[Any]) -> None:
+    """TRUNCATE triggers are not inherited by partitions; ensure_partitions copies them to each one."""
+    partitions = [
+        row[0]
+        for row in conn.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'platform.audit_logs'::regclass"
+        )
+    ]
+    assert "platform.audit_logs_default" in partitions and len(partitions) >= 4
+    for partition in partitions:
+        with rejected("23000", "trg_audit_logs_no_truncate"):
+            conn.execute(f"TRUNCATE {partition}")

@@ -28,8 +28,12 @@ BEGIN
   SELECT string_agg(v_row ->> k, ',' ORDER BY ord) INTO v_entity_id
     FROM unnest(string_to_array(TG_ARGV[0], ',')) WITH ORDINALITY AS pk(k, ord);
   FOR i IN 1 .. TG_NARGS - 1 LOOP
-    IF v_before ? TG_ARGV[i] THEN v_before := jsonb_set(v_before, ARRAY[TG_ARGV[i]], '"[redacted]"'); END IF;
-    IF v_after ? TG_ARGV[i] THEN v_after := jsonb_set(v_after, ARRAY[TG_ARGV[i]], '"[redacted]"'); END IF;
+    IF v_before ->> TG_ARGV[i] IS NOT NULL THEN
+      v_before := jsonb_set(v_before, ARRAY[TG_ARGV[i]], '"[redacted]"');
+    END IF;
+    IF v_after ->> TG_ARGV[i] IS NOT NULL THEN
+      v_after := jsonb_set(v_after, ARRAY[TG_ARGV[i]], '"[redacted]"');
+    END IF;
   END LOOP;
   IF v_actor_name IS NULL AND v_actor_id IS NOT NULL THEN
     SELECT u.email INTO v_actor_name FROM platform.users u WHERE u.id = v_actor_id;
@@ -52,5 +56,7 @@ CREATE TRIGGER trg_audit_logs_no_truncate
   FOR EACH STATEMENT EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
 
 CREATE TABLE platform.audit_logs_default PARTITION OF platform.audit_logs DEFAULT;
+CREATE TRIGGER trg_audit_logs_no_truncate BEFORE TRUNCATE ON platform.audit_logs_default
+  FOR EACH STATEMENT EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
 COMMENT ON TABLE platform.audit_logs_default IS 'Catch-all partition: holds rows whose month has no partition yet, so an audited write never fails for want of one.';
 SELECT platform.ensure_partitions('platform.audit_logs', 'month', now(), now() + interval '2 months');

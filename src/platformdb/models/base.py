@@ -81,7 +81,8 @@ class Timestamps:
 
 
 class CreatedOnly:
-    """Mixin for immutable or append-only tables: only ``created_at``."""
+    """Mixin for tables whose rows never change (a ``trg_<table>_immutable`` or ``_append_only`` trigger refuses
+    UPDATE): only ``created_at``."""
 
     created_at: Mapped[CreatedAt] = mapped_column(comment="When the row was inserted.")
 

@@ -33,11 +33,16 @@ COMMENT ON FUNCTION platform.uuidv7() IS 'Time-ordered UUID (version 7) for prim
 CREATE FUNCTION platform.set_updated_at() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+  IF NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+    RAISE EXCEPTION '%.created_at cannot change', TG_TABLE_NAME
+      USING ERRCODE = 'integrity_constraint_violation', CONSTRAINT = TG_NAME,
+            SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME, COLUMN = 'created_at';
+  END IF;
   NEW.updated_at := now();
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.set_updated_at() IS 'BEFORE UPDATE row trigger of mutable tables: keeps updated_at.';
+COMMENT ON FUNCTION platform.set_updated_at() IS 'BEFORE UPDATE row trigger of mutable tables: keeps updated_at and refuses to rewrite created_at (SQLSTATE 23000).';
 
 -- Immutability and append-only rules. The error names the trigger as the violated constraint, with
 -- SQLSTATE 23000 (integrity_constraint_violation), so clients handle it like any other rule.
@@ -66,6 +71,7 @@ DECLARE
   v_table text;
   v_name text;
   v_created integer := 0;
+  v_trigger text;
 BEGIN
   IF p_granularity = 'month' THEN
     v_step := interval '1 month'; v_format := 'YYYY_MM';
@@ -86,6 +92,13 @@ BEGIN
                      v_start::text || '+00', (v_start + v_step)::text || '+00');
       EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_name,
                      format('Partition of %s for %s (UTC).', p_parent, to_char(v_start, v_format)));
+      -- Statement-level TRUNCATE triggers are not inherited by partitions: copy the parent's.
+      FOR v_trigger IN
+        SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
+         WHERE t.tgrelid = p_parent AND NOT t.tgisinternal AND (t.tgtype & 32) <> 0
+      LOOP
+        EXECUTE replace(v_trigger, format(' ON %s ', p_parent), format(' ON %I.%I ', v_schema, v_name));
+      END LOOP;
       v_created := v_created + 1;
     END IF;
     v_start := v_start + v_step;
@@ -93,7 +106,7 @@ BEGIN
   RETURN v_created;
 END
 $$;
-COMMENT ON FUNCTION platform.ensure_partitions(regclass, text, timestamptz, timestamptz) IS 'Creates the missing monthly or daily range partitions of a partitioned table covering [p_from, p_to]; returns how many it created. Idempotent.';
+COMMENT ON FUNCTION platform.ensure_partitions(regclass, text, timestamptz, timestamptz) IS 'Creates the missing monthly or daily range partitions of a partitioned table covering [p_from, p_to], with the parent''s TRUNCATE triggers; returns how many it created. Idempotent.';
 
 CREATE FUNCTION platform.forbid_column_change() RETURNS trigger
 LANGUAGE plpgsql AS $$

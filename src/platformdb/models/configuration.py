@@ -52,13 +52,16 @@ class ConfigurationVersion(CreatedOnly, Base):
         CheckConstraint(f"kind IN {VALUE_KINDS!r}", name="kind_allowed"),
         CheckConstraint("kind <> 'secret' OR value IS NULL", name="secret_has_no_plaintext"),
         CheckConstraint(
-            "(kind = 'plain') = (value IS NOT NULL) AND (kind = 'secret') = (secret_ref IS NOT NULL)",
+            "(kind = 'plain') = (value IS NOT NULL) AND (kind = 'secret') = (secret_ref IS NOT NULL)"
+            " AND jsonb_typeof(value) IS DISTINCT FROM 'null'",
             name="value_matches_kind",
         ),
         CheckConstraint(
             r"secret_ref ~ '^[a-z][a-z0-9+.-]*://[^\s]+$' AND char_length(secret_ref) <= 1024",
             name="secret_ref_format",
         ),
+        # The numbering trigger assigns versions; this guards writes made with triggers disabled
+        # (session_replication_role = replica, as logical replication applies changes).
         CheckConstraint("version >= 1", name="version_positive"),
         Index(
             "ix_configuration_versions_created_by",

@@ -9,6 +9,10 @@ INSERT INTO platform.deployment_status_transitions (from_status, to_status) VALU
   ('succeeded', 'rolled_back'),
   ('failed', 'rolled_back');
 
+CREATE TRIGGER trg_deployment_status_transitions_immutable
+  BEFORE UPDATE ON platform.deployment_status_transitions
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('the state machine changes only by migration');
+
 CREATE TRIGGER trg_releases_immutable BEFORE UPDATE ON platform.releases
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a release is immutable; register a new version');
 CREATE TRIGGER trg_releases_audit AFTER INSERT OR UPDATE OR DELETE ON platform.releases

@@ -32,7 +32,7 @@ class User(Timestamps, Base):
             name="password_hash_format",
         ),
         CheckConstraint(
-            "char_length(display_name) BETWEEN 1 AND 200 AND display_name = btrim(display_name)",
+            r"char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\s|\s$'",
             name="display_name_length",
         ),
         CheckConstraint("deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"),
@@ -63,7 +63,9 @@ class Team(Timestamps, Base):
     __tablename__ = "teams"
     __table_args__ = (
         CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),
-        CheckConstraint("char_length(display_name) BETWEEN 1 AND 200", name="display_name_length"),
+        CheckConstraint(
+            r"char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\s|\s$'", name="display_name_length"
+        ),
         UniqueConstraint("name"),
     )
 
@@ -72,7 +74,7 @@ class Team(Timestamps, Base):
     display_name: Mapped[str] = mapped_column(comment="Human-readable team name.")
 
 
-class TeamMembership(CreatedOnly, Base):
+class TeamMembership(Timestamps, Base):
     """A user's membership of a team, with the member's role in that team."""
 
     __tablename__ = "team_memberships"
@@ -144,7 +146,7 @@ class RolePermission(CreatedOnly, Base):
     )
 
 
-class RoleGrant(CreatedOnly, Base):
+class RoleGrant(Timestamps, Base):
     """A role held by a user: globally, or scoped to a service and/or an environment."""
 
     __tablename__ = "role_grants"

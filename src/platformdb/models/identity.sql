@@ -12,6 +12,8 @@ CREATE TRIGGER trg_teams_updated_at BEFORE UPDATE ON platform.teams
 CREATE TRIGGER trg_teams_audit AFTER INSERT OR UPDATE OR DELETE ON platform.teams
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
+CREATE TRIGGER trg_team_memberships_updated_at BEFORE UPDATE ON platform.team_memberships
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
 CREATE TRIGGER trg_team_memberships_audit AFTER INSERT OR UPDATE OR DELETE ON platform.team_memberships
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('team_id,user_id');
 
@@ -25,8 +27,12 @@ CREATE TRIGGER trg_permissions_updated_at BEFORE UPDATE ON platform.permissions
 CREATE TRIGGER trg_permissions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.permissions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
+CREATE TRIGGER trg_role_permissions_immutable BEFORE UPDATE ON platform.role_permissions
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('link rows are inserted and deleted, never updated');
 CREATE TRIGGER trg_role_permissions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.role_permissions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('role_id,permission_id');
 
+CREATE TRIGGER trg_role_grants_updated_at BEFORE UPDATE ON platform.role_grants
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
 CREATE TRIGGER trg_role_grants_audit AFTER INSERT OR UPDATE OR DELETE ON platform.role_grants
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');

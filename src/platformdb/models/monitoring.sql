@@ -5,6 +5,9 @@ CREATE TRIGGER trg_metrics_updated_at BEFORE UPDATE ON platform.metrics
 CREATE TRIGGER trg_metrics_audit AFTER INSERT OR UPDATE OR DELETE ON platform.metrics
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
+CREATE TRIGGER trg_metric_series_immutable BEFORE UPDATE ON platform.metric_series
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a series is identified by its metric, service, environment and labels');
+
 CREATE TABLE platform.metric_samples_default PARTITION OF platform.metric_samples DEFAULT;
 COMMENT ON TABLE platform.metric_samples_default IS 'Catch-all partition: holds samples whose day has no partition yet, so ingest never fails for want of one.';
 SELECT platform.ensure_partitions('platform.metric_samples', 'day', now(), now() + interval '7 days');

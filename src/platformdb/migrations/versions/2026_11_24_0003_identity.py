@@ -37,12 +37,7 @@ def upgrade() -> None:
             nullable=False,
             comment="Sign-in address as entered; unique case-insensitively through uq_users_email_lower.",
         ),
-        sa.Column(
-            "display_name",
-            sa.Text(),
-            nullable=False,
-            comment="Name shown to people; frozen into audit rows.",
-        ),
+        sa.Column("display_name", sa.Text(), nullable=False, comment="Name shown to people; frozen into audit rows."),
         sa.Column(
             "password_hash",
             sa.Text(),
@@ -70,20 +65,18 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "email ~ '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$' AND char_length(email) <= 254",
-            name=op.f("ck_users_email_format"),
+            "char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\\s|\\s$'",
+            name=op.f("ck_users_display_name_length"),
+        ),
+        sa.CheckConstraint(
+            "email ~ '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$' AND char_length(email) <= 254", name=op.f("ck_users_email_format")
         ),
         sa.CheckConstraint(
             "password_hash ~ '^\\$(argon2(id|i|d)\\$v=[0-9]+\\$m=[0-9]+,t=[0-9]+,p=[0-9]+|2[aby]\\$[0-9]{2}|scrypt\\$ln=[0-9]+,r=[0-9]+,p=[0-9]+|pbkdf2-sha(256|512)\\$[0-9]+)\\$[A-Za-z0-9./+=$-]+$' AND char_length(password_hash) <= 512",
             name=op.f("ck_users_password_hash_format"),
         ),
         sa.CheckConstraint(
-            "char_length(display_name) BETWEEN 1 AND 200 AND display_name = btrim(display_name)",
-            name=op.f("ck_users_display_name_length"),
-        ),
-        sa.CheckConstraint(
-            "deactivated_at IS NULL OR deactivated_at >= created_at",
-            name=op.f("ck_users_deactivated_after_created"),
+            "deactivated_at IS NULL OR deactivated_at >= created_at", name=op.f("ck_users_deactivated_after_created")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         schema="platform",
@@ -95,11 +88,7 @@ def upgrade() -> None:
     op.create_table(
         "teams",
         sa.Column(
-            "id",
-            sa.UUID(),
-            server_default=sa.text("platform.uuidv7()"),
-            nullable=False,
-            comment="Team id (UUIDv7).",
+            "id", sa.UUID(), server_default=sa.text("platform.uuidv7()"), nullable=False, comment="Team id (UUIDv7)."
         ),
         sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case handle, e.g. payments-core."),
         sa.Column("display_name", sa.Text(), nullable=False, comment="Human-readable team name."),
@@ -118,10 +107,12 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63",
-            name=op.f("ck_teams_name_format"),
+            "char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\\s|\\s$'",
+            name=op.f("ck_teams_display_name_length"),
         ),
-        sa.CheckConstraint("char_length(display_name) BETWEEN 1 AND 200", name=op.f("ck_teams_display_name_length")),
+        sa.CheckConstraint(
+            "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63", name=op.f("ck_teams_name_format")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_teams")),
         sa.UniqueConstraint("name", name=op.f("uq_teams_name")),
         schema="platform",
@@ -145,18 +136,19 @@ def upgrade() -> None:
             nullable=False,
             comment="When the row was inserted.",
         ),
+        sa.Column(
+            "updated_at",
+            postgresql.TIMESTAMP(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+            comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
+        ),
         sa.CheckConstraint("role IN ('member', 'maintainer')", name=op.f("ck_team_memberships_role_allowed")),
         sa.ForeignKeyConstraint(
-            ["team_id"],
-            ["platform.teams.id"],
-            name=op.f("fk_team_memberships_team_id_teams"),
-            ondelete="CASCADE",
+            ["team_id"], ["platform.teams.id"], name=op.f("fk_team_memberships_team_id_teams"), ondelete="CASCADE"
         ),
         sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["platform.users.id"],
-            name=op.f("fk_team_memberships_user_id_users"),
-            ondelete="CASCADE",
+            ["user_id"], ["platform.users.id"], name=op.f("fk_team_memberships_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("team_id", "user_id", name=op.f("pk_team_memberships")),
         schema="platform",
@@ -166,19 +158,11 @@ def upgrade() -> None:
     op.create_table(
         "roles",
         sa.Column(
-            "id",
-            sa.UUID(),
-            server_default=sa.text("platform.uuidv7()"),
-            nullable=False,
-            comment="Role id (UUIDv7).",
+            "id", sa.UUID(), server_default=sa.text("platform.uuidv7()"), nullable=False, comment="Role id (UUIDv7)."
         ),
         sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case role name, e.g. service-owner."),
         sa.Column(
-            "description",
-            sa.Text(),
-            server_default="",
-            nullable=False,
-            comment="What holders of the role may do.",
+            "description", sa.Text(), server_default="", nullable=False, comment="What holders of the role may do."
         ),
         sa.Column(
             "created_at",
@@ -195,8 +179,7 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63",
-            name=op.f("ck_roles_name_format"),
+            "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63", name=op.f("ck_roles_name_format")
         ),
         sa.CheckConstraint("char_length(description) <= 1000", name=op.f("ck_roles_description_length")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roles")),
@@ -213,19 +196,8 @@ def upgrade() -> None:
             nullable=False,
             comment="Permission id (UUIDv7).",
         ),
-        sa.Column(
-            "name",
-            sa.Text(),
-            nullable=False,
-            comment="Unique resource:action name, e.g. deployment:create.",
-        ),
-        sa.Column(
-            "description",
-            sa.Text(),
-            server_default="",
-            nullable=False,
-            comment="What the permission allows.",
-        ),
+        sa.Column("name", sa.Text(), nullable=False, comment="Unique resource:action name, e.g. deployment:create."),
+        sa.Column("description", sa.Text(), server_default="", nullable=False, comment="What the permission allows."),
         sa.Column(
             "created_at",
             postgresql.TIMESTAMP(timezone=True),
@@ -241,8 +213,7 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "name ~ '^[a-z][a-z_]*:[a-z][a-z_]*$' AND char_length(name) <= 100",
-            name=op.f("ck_permissions_name_format"),
+            "name ~ '^[a-z][a-z_]*:[a-z][a-z_]*$' AND char_length(name) <= 100", name=op.f("ck_permissions_name_format")
         ),
         sa.CheckConstraint("char_length(description) <= 1000", name=op.f("ck_permissions_description_length")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_permissions")),
@@ -268,21 +239,14 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["role_id"],
-            ["platform.roles.id"],
-            name=op.f("fk_role_permissions_role_id_roles"),
-            ondelete="CASCADE",
+            ["role_id"], ["platform.roles.id"], name=op.f("fk_role_permissions_role_id_roles"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("role_id", "permission_id", name=op.f("pk_role_permissions")),
         schema="platform",
         comment="That a role includes a permission.",
     )
     op.create_index(
-        "ix_role_permissions_permission_id",
-        "role_permissions",
-        ["permission_id"],
-        unique=False,
-        schema="platform",
+        "ix_role_permissions_permission_id", "role_permissions", ["permission_id"], unique=False, schema="platform"
     )
 
     op.execute(
@@ -320,6 +284,8 @@ CREATE TRIGGER trg_teams_updated_at BEFORE UPDATE ON platform.teams
 CREATE TRIGGER trg_teams_audit AFTER INSERT OR UPDATE OR DELETE ON platform.teams
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
+CREATE TRIGGER trg_team_memberships_updated_at BEFORE UPDATE ON platform.team_memberships
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
 CREATE TRIGGER trg_team_memberships_audit AFTER INSERT OR UPDATE OR DELETE ON platform.team_memberships
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('team_id,user_id');
 
@@ -333,6 +299,8 @@ CREATE TRIGGER trg_permissions_updated_at BEFORE UPDATE ON platform.permissions
 CREATE TRIGGER trg_permissions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.permissions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
+CREATE TRIGGER trg_role_permissions_immutable BEFORE UPDATE ON platform.role_permissions
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('link rows are inserted and deleted, never updated');
 CREATE TRIGGER trg_role_permissions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.role_permissions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('role_id,permission_id');
 """

@@ -65,11 +65,7 @@ def upgrade() -> None:
     op.create_table(
         "services",
         sa.Column(
-            "id",
-            sa.UUID(),
-            server_default=sa.text("platform.uuidv7()"),
-            nullable=False,
-            comment="Service id (UUIDv7).",
+            "id", sa.UUID(), server_default=sa.text("platform.uuidv7()"), nullable=False, comment="Service id (UUIDv7)."
         ),
         sa.Column("name", sa.Text(), nullable=False, comment="Unique kebab-case service name (DNS-label safe)."),
         sa.Column("description", sa.Text(), server_default="", nullable=False, comment="What the service does."),
@@ -103,20 +99,15 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63",
-            name=op.f("ck_services_name_format"),
+            "name ~ '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' AND char_length(name) <= 63", name=op.f("ck_services_name_format")
         ),
         sa.CheckConstraint(
-            "status IN ('incubating', 'active', 'deprecated', 'retired')",
-            name=op.f("ck_services_status_allowed"),
+            "status IN ('incubating', 'active', 'deprecated', 'retired')", name=op.f("ck_services_status_allowed")
         ),
         sa.CheckConstraint("char_length(description) <= 2000", name=op.f("ck_services_description_length")),
         sa.CheckConstraint("tier BETWEEN 1 AND 4", name=op.f("ck_services_tier_range")),
         sa.ForeignKeyConstraint(
-            ["owner_team_id"],
-            ["platform.teams.id"],
-            name=op.f("fk_services_owner_team_id_teams"),
-            ondelete="RESTRICT",
+            ["owner_team_id"], ["platform.teams.id"], name=op.f("fk_services_owner_team_id_teams"), ondelete="RESTRICT"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_services")),
         sa.UniqueConstraint("name", name=op.f("uq_services_name")),
@@ -189,6 +180,8 @@ CREATE TRIGGER trg_services_updated_at BEFORE UPDATE ON platform.services
 CREATE TRIGGER trg_services_audit AFTER INSERT OR UPDATE OR DELETE ON platform.services
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
+CREATE TRIGGER trg_service_dependencies_immutable BEFORE UPDATE ON platform.service_dependencies
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('link rows are inserted and deleted, never updated');
 CREATE TRIGGER trg_service_dependencies_audit AFTER INSERT OR UPDATE OR DELETE ON platform.service_dependencies
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('service_id,depends_on_service_id');
 """

@@ -25,19 +25,12 @@ def upgrade() -> None:
     op.create_table(
         "role_grants",
         sa.Column(
-            "id",
-            sa.UUID(),
-            server_default=sa.text("platform.uuidv7()"),
-            nullable=False,
-            comment="Grant id (UUIDv7).",
+            "id", sa.UUID(), server_default=sa.text("platform.uuidv7()"), nullable=False, comment="Grant id (UUIDv7)."
         ),
         sa.Column("user_id", sa.UUID(), nullable=False, comment="The user who holds the role."),
         sa.Column("role_id", sa.UUID(), nullable=False, comment="The role granted."),
         sa.Column(
-            "service_id",
-            sa.UUID(),
-            nullable=True,
-            comment="Service the grant is limited to; NULL means every service.",
+            "service_id", sa.UUID(), nullable=True, comment="Service the grant is limited to; NULL means every service."
         ),
         sa.Column(
             "environment_id",
@@ -64,6 +57,13 @@ def upgrade() -> None:
             nullable=False,
             comment="When the row was inserted.",
         ),
+        sa.Column(
+            "updated_at",
+            postgresql.TIMESTAMP(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+            comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
+        ),
         sa.CheckConstraint(
             "expires_at IS NULL OR expires_at > created_at", name=op.f("ck_role_grants_expires_after_created")
         ),
@@ -74,10 +74,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["granted_by"],
-            ["platform.users.id"],
-            name=op.f("fk_role_grants_granted_by_users"),
-            ondelete="RESTRICT",
+            ["granted_by"], ["platform.users.id"], name=op.f("fk_role_grants_granted_by_users"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
             ["role_id"], ["platform.roles.id"], name=op.f("fk_role_grants_role_id_roles"), ondelete="CASCADE"
@@ -138,6 +135,8 @@ def downgrade() -> None:
 # Frozen copy of the database-side SQL as it was when this revision landed (see models/*.sql for today's).
 SQL = r"""
 -- Scoped grants: audit capture.
+CREATE TRIGGER trg_role_grants_updated_at BEFORE UPDATE ON platform.role_grants
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
 CREATE TRIGGER trg_role_grants_audit AFTER INSERT OR UPDATE OR DELETE ON platform.role_grants
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 """

@@ -26,24 +26,14 @@ def upgrade() -> None:
     op.create_table(
         "releases",
         sa.Column(
-            "id",
-            sa.UUID(),
-            server_default=sa.text("platform.uuidv7()"),
-            nullable=False,
-            comment="Release id (UUIDv7).",
+            "id", sa.UUID(), server_default=sa.text("platform.uuidv7()"), nullable=False, comment="Release id (UUIDv7)."
         ),
         sa.Column("service_id", sa.UUID(), nullable=False, comment="The service this is a release of."),
         sa.Column(
-            "version",
-            sa.Text(),
-            nullable=False,
-            comment="Semantic version (semver.org 2.0), unique per service.",
+            "version", sa.Text(), nullable=False, comment="Semantic version (semver.org 2.0), unique per service."
         ),
         sa.Column(
-            "commit_sha",
-            sa.Text(),
-            nullable=False,
-            comment="Git commit the release was built from (SHA-1 or SHA-256).",
+            "commit_sha", sa.Text(), nullable=False, comment="Git commit the release was built from (SHA-1 or SHA-256)."
         ),
         sa.Column(
             "artifact_digest",
@@ -68,16 +58,10 @@ def upgrade() -> None:
             name=op.f("ck_releases_version_semver"),
         ),
         sa.ForeignKeyConstraint(
-            ["created_by"],
-            ["platform.users.id"],
-            name=op.f("fk_releases_created_by_users"),
-            ondelete="RESTRICT",
+            ["created_by"], ["platform.users.id"], name=op.f("fk_releases_created_by_users"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
-            ["service_id"],
-            ["platform.services.id"],
-            name=op.f("fk_releases_service_id_services"),
-            ondelete="RESTRICT",
+            ["service_id"], ["platform.services.id"], name=op.f("fk_releases_service_id_services"), ondelete="RESTRICT"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_releases")),
         sa.UniqueConstraint("service_id", "version", name=op.f("uq_releases_service_id_version")),
@@ -95,10 +79,7 @@ def upgrade() -> None:
             comment="Deployment id (UUIDv7).",
         ),
         sa.Column(
-            "service_id",
-            sa.UUID(),
-            nullable=False,
-            comment="Service deployed; with version, names the release.",
+            "service_id", sa.UUID(), nullable=False, comment="Service deployed; with version, names the release."
         ),
         sa.Column(
             "version",
@@ -114,12 +95,7 @@ def upgrade() -> None:
             nullable=False,
             comment="pending, in_progress, succeeded, failed, cancelled or rolled_back; transitions are checked by trigger trg_deployments_status_transition.",
         ),
-        sa.Column(
-            "deployed_by",
-            sa.UUID(),
-            nullable=True,
-            comment="Who started the deployment; NULL for automation.",
-        ),
+        sa.Column("deployed_by", sa.UUID(), nullable=True, comment="Who started the deployment; NULL for automation."),
         sa.Column(
             "rollback_of_id",
             sa.UUID(),
@@ -167,10 +143,7 @@ def upgrade() -> None:
         sa.CheckConstraint("deployed_at >= started_at", name=op.f("ck_deployments_deployed_after_started")),
         sa.CheckConstraint("rollback_of_id <> id", name=op.f("ck_deployments_no_self_rollback")),
         sa.ForeignKeyConstraint(
-            ["deployed_by"],
-            ["platform.users.id"],
-            name=op.f("fk_deployments_deployed_by_users"),
-            ondelete="RESTRICT",
+            ["deployed_by"], ["platform.users.id"], name=op.f("fk_deployments_deployed_by_users"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
             ["environment_id"],
@@ -180,11 +153,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["rollback_of_id", "service_id", "environment_id"],
-            [
-                "platform.deployments.id",
-                "platform.deployments.service_id",
-                "platform.deployments.environment_id",
-            ],
+            ["platform.deployments.id", "platform.deployments.service_id", "platform.deployments.environment_id"],
             name="fk_deployments_rollback_of_id_deployments",
             ondelete="RESTRICT",
         ),
@@ -225,11 +194,7 @@ def upgrade() -> None:
         schema="platform",
     )
     op.create_index(
-        "ix_deployments_service_id_version",
-        "deployments",
-        ["service_id", "version"],
-        unique=False,
-        schema="platform",
+        "ix_deployments_service_id_version", "deployments", ["service_id", "version"], unique=False, schema="platform"
     )
     op.create_index(
         "uq_deployments_active_service_id_environment_id",
@@ -272,12 +237,7 @@ def upgrade() -> None:
             comment="Row id; orders the transitions of one deployment.",
         ),
         sa.Column("deployment_id", sa.UUID(), nullable=False, comment="The deployment whose status changed."),
-        sa.Column(
-            "from_status",
-            sa.Text(),
-            nullable=True,
-            comment="Previous status; NULL for the initial pending.",
-        ),
+        sa.Column("from_status", sa.Text(), nullable=True, comment="Previous status; NULL for the initial pending."),
         sa.Column("to_status", sa.Text(), nullable=False, comment="Status entered."),
         sa.Column(
             "created_at",
@@ -302,10 +262,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["from_status", "to_status"],
-            [
-                "platform.deployment_status_transitions.from_status",
-                "platform.deployment_status_transitions.to_status",
-            ],
+            ["platform.deployment_status_transitions.from_status", "platform.deployment_status_transitions.to_status"],
             name="fk_deployment_status_history_transition",
             ondelete="RESTRICT",
         ),
@@ -375,6 +332,10 @@ INSERT INTO platform.deployment_status_transitions (from_status, to_status) VALU
   ('in_progress', 'cancelled'),
   ('succeeded', 'rolled_back'),
   ('failed', 'rolled_back');
+
+CREATE TRIGGER trg_deployment_status_transitions_immutable
+  BEFORE UPDATE ON platform.deployment_status_transitions
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('the state machine changes only by migration');
 
 CREATE TRIGGER trg_releases_immutable BEFORE UPDATE ON platform.releases
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a release is immutable; register a new version');

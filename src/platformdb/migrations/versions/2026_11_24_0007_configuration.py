@@ -47,8 +47,7 @@ def upgrade() -> None:
             comment="When the row was inserted.",
         ),
         sa.CheckConstraint(
-            "key ~ '^[A-Za-z_][A-Za-z0-9_.-]*$' AND char_length(key) <= 200",
-            name=op.f("ck_configurations_key_format"),
+            "key ~ '^[A-Za-z_][A-Za-z0-9_.-]*$' AND char_length(key) <= 200", name=op.f("ck_configurations_key_format")
         ),
         sa.ForeignKeyConstraint(
             ["environment_id"],
@@ -74,11 +73,7 @@ def upgrade() -> None:
         comment="A configuration key of a service, service-wide or overridden for one environment.",
     )
     op.create_index(
-        "ix_configurations_environment_id",
-        "configurations",
-        ["environment_id"],
-        unique=False,
-        schema="platform",
+        "ix_configurations_environment_id", "configurations", ["environment_id"], unique=False, schema="platform"
     )
     op.create_table(
         "configuration_versions",
@@ -116,12 +111,11 @@ def upgrade() -> None:
             comment="When the row was inserted.",
         ),
         sa.CheckConstraint(
-            "(kind = 'plain') = (value IS NOT NULL) AND (kind = 'secret') = (secret_ref IS NOT NULL)",
+            "(kind = 'plain') = (value IS NOT NULL) AND (kind = 'secret') = (secret_ref IS NOT NULL) AND jsonb_typeof(value) IS DISTINCT FROM 'null'",
             name=op.f("ck_configuration_versions_value_matches_kind"),
         ),
         sa.CheckConstraint(
-            "kind <> 'secret' OR value IS NULL",
-            name=op.f("ck_configuration_versions_secret_has_no_plaintext"),
+            "kind <> 'secret' OR value IS NULL", name=op.f("ck_configuration_versions_secret_has_no_plaintext")
         ),
         sa.CheckConstraint(
             "kind IN ('plain', 'secret', 'deleted')", name=op.f("ck_configuration_versions_kind_allowed")

@@ -25,21 +25,10 @@ def upgrade() -> None:
     op.create_table(
         "metrics",
         sa.Column("id", sa.Integer(), sa.Identity(always=True), nullable=False, comment="Metric id (identity)."),
-        sa.Column(
-            "name",
-            sa.Text(),
-            nullable=False,
-            comment="Unique Prometheus-style name, e.g. http_requests_total.",
-        ),
+        sa.Column("name", sa.Text(), nullable=False, comment="Unique Prometheus-style name, e.g. http_requests_total."),
         sa.Column("unit", sa.Text(), nullable=False, comment="Unit of the values, e.g. seconds, bytes, requests."),
         sa.Column("kind", sa.Text(), nullable=False, comment="counter (monotonic) or gauge (point in time)."),
-        sa.Column(
-            "description",
-            sa.Text(),
-            server_default="",
-            nullable=False,
-            comment="What the metric measures.",
-        ),
+        sa.Column("description", sa.Text(), server_default="", nullable=False, comment="What the metric measures."),
         sa.Column(
             "created_at",
             postgresql.TIMESTAMP(timezone=True),
@@ -56,8 +45,7 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("kind IN ('counter', 'gauge')", name=op.f("ck_metrics_kind_allowed")),
         sa.CheckConstraint(
-            "name ~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' AND char_length(name) <= 200",
-            name=op.f("ck_metrics_name_format"),
+            "name ~ '^[a-zA-Z_:][a-zA-Z0-9_:]*$' AND char_length(name) <= 200", name=op.f("ck_metrics_name_format")
         ),
         sa.CheckConstraint(
             "unit ~ '^[a-z][a-z0-9_/]*$' AND char_length(unit) <= 32", name=op.f("ck_metrics_unit_format")
@@ -105,10 +93,7 @@ def upgrade() -> None:
             ondelete="RESTRICT",
         ),
         sa.ForeignKeyConstraint(
-            ["metric_id"],
-            ["platform.metrics.id"],
-            name=op.f("fk_metric_series_metric_id_metrics"),
-            ondelete="RESTRICT",
+            ["metric_id"], ["platform.metrics.id"], name=op.f("fk_metric_series_metric_id_metrics"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
             ["service_id"],
@@ -128,11 +113,7 @@ def upgrade() -> None:
         comment="One time series: a metric measured for a service in an environment with a label set.",
     )
     op.create_index(
-        "ix_metric_series_environment_id",
-        "metric_series",
-        ["environment_id"],
-        unique=False,
-        schema="platform",
+        "ix_metric_series_environment_id", "metric_series", ["environment_id"], unique=False, schema="platform"
     )
     op.create_index("ix_metric_series_metric_id", "metric_series", ["metric_id"], unique=False, schema="platform")
     op.create_table(
@@ -176,6 +157,9 @@ CREATE TRIGGER trg_metrics_updated_at BEFORE UPDATE ON platform.metrics
   FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
 CREATE TRIGGER trg_metrics_audit AFTER INSERT OR UPDATE OR DELETE ON platform.metrics
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
+
+CREATE TRIGGER trg_metric_series_immutable BEFORE UPDATE ON platform.metric_series
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a series is identified by its metric, service, environment and labels');
 
 CREATE TABLE platform.metric_samples_default PARTITION OF platform.metric_samples DEFAULT;
 COMMENT ON TABLE platform.metric_samples_default IS 'Catch-all partition: holds samples whose day has no partition yet, so ingest never fails for want of one.';
