@@ -98,7 +98,7 @@ class DatabasePool:
         while not self._stop.is_set():
             try:
                 name: str | BaseException = self.server.create_database(self.template)
-            except BaseException as exc:  # noqa: BLE001 - handed to the test that asks for a database
+            except BaseException as exc:
                 name = exc
             while not self._stop.is_set():
                 try:

@@ -269,7 +269,8 @@ def test_audit_log_partitions_cannot_be_truncated_either(conn: psycopg.Connectio
             "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'platform.audit_logs'::regclass"
         )
     ]
-    assert "platform.audit_logs_default" in partitions and len(partitions) >= 4
+    assert "platform.audit_logs_default" in partitions
+    assert len(partitions) >= 4
     for partition in partitions:
         with rejected("23000", "trg_audit_logs_no_truncate"):
             conn.execute(f"TRUNCATE {partition}")

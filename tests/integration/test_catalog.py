@@ -148,3 +148,12 @@ def test_service_dependencies_cascade_when_service_is_deleted(conn: psycopg.Conn
     assert make.count("services") == 2
     rows = conn.execute("SELECT service_id, depends_on_service_id FROM platform.service_dependencies").fetchall()
     assert rows == [(api, cache)]
+
+
+def test_service_dependencies_are_never_updated(conn: psycopg.Connection[Any], make: Make) -> None:
+    a, b, c = make.service(), make.service(), make.service()
+    make.insert("service_dependencies", "service_id", service_id=a, depends_on_service_id=b)
+    with rejected("23000", "trg_service_dependencies_immutable"):
+        conn.execute("UPDATE platform.service_dependencies SET depends_on_service_id = %s", (c,))
+    conn.execute("DELETE FROM platform.service_dependencies WHERE service_id = %s", (a,))
+    make.insert("service_dependencies", "service_id", service_id=a, depends_on_service_id=c)

@@ -276,3 +276,13 @@ def test_deployment_configurations_are_append_only(conn: psycopg.Connection[Any]
     with rejected("23000", "trg_deployment_configurations_append_only"):
         conn.execute("DELETE FROM platform.deployment_configurations WHERE deployment_id = %s", (deployment,))
     assert captured(conn, deployment) == {timeout: 2}
+
+
+def test_configuration_versions_plain_value_is_not_json_null(make: Make) -> None:
+    """JSON null would be a value that is not there: removing a key is kind 'deleted'."""
+    cfg = make.configuration(make.service())
+    with rejected("23514", "ck_configuration_versions_value_matches_kind"):
+        write_version(make, cfg, "plain", value=Jsonb(None))
+    write_version(make, cfg, "deleted")
+    write_version(make, cfg, "plain", value=Jsonb({"retries": None}))
+    assert make.count("configuration_versions") == 2

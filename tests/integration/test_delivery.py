@@ -297,3 +297,9 @@ def test_deployment_status_history_is_append_only(conn: psycopg.Connection[Any],
     assert history(conn, deployment) == [(None, "pending"), ("pending", "in_progress")]
     make.set_status(deployment, "failed")  # appending still works
     assert make.count("deployment_status_history") == 3
+
+
+def test_deployment_status_transitions_change_only_by_migration(conn: psycopg.Connection[Any]) -> None:
+    with rejected("23000", "trg_deployment_status_transitions_immutable"):
+        conn.execute("UPDATE platform.deployment_status_transitions SET to_status = 'succeeded'")
+    assert conn.execute("SELECT count(*) FROM platform.deployment_status_transitions").fetchone() == (7,)

@@ -48,7 +48,7 @@ def test_users_are_never_deleted(conn: psycopg.Connection[Any], make: Make) -> N
     assert make.count("users") == 1
 
 
-@pytest.mark.parametrize("display_name", ["", "x" * 201, " Ann", "Ann ", "  "])
+@pytest.mark.parametrize("display_name", ["", "x" * 201, " Ann", "Ann ", "  ", "\tAnn", "Ann\n"])
 def test_users_display_name_length_and_trimmed(make: Make, display_name: str) -> None:
     with rejected("23514", "ck_users_display_name_length"):
         make.user(display_name=display_name)
@@ -91,6 +91,34 @@ def test_updated_at_is_maintained_by_trigger(
     )
     assert updated_at == now > old
     assert one(conn, f"SELECT created_at FROM platform.{table} WHERE id = %s", row_id) == (old,)
+
+
+@pytest.mark.parametrize("table", ["users", "teams", "roles", "permissions", "role_grants", "team_memberships"])
+def test_created_at_cannot_be_rewritten(conn: psycopg.Connection[Any], make: Make, table: str) -> None:
+    """created_at is when the row was inserted; the updated_at trigger refuses to move it."""
+    user, role, team = make.user(), make.role(), make.team()
+    where = {
+        "users": ("id = %s", user),
+        "teams": ("id = %s", team),
+        "roles": ("id = %s", role),
+        "permissions": ("id = %s", make.permission(name="deployment:create")),
+        "role_grants": ("id = %s", make.grant(user, role)),
+        "team_memberships": ("user_id = %s", make.insert("team_memberships", "user_id", team_id=team, user_id=user)),
+    }[table]
+    with rejected("23000", f"trg_{table}_updated_at"):
+        conn.execute(f"UPDATE platform.{table} SET created_at = created_at - interval '1 day' WHERE {where[0]}",
+                     (where[1],))  # fmt: skip
+    conn.execute(f"UPDATE platform.{table} SET created_at = created_at WHERE {where[0]}", (where[1],))
+
+
+def test_role_permissions_are_never_updated(conn: psycopg.Connection[Any], make: Make) -> None:
+    role, other = make.role(), make.role()
+    permission = make.permission(name="deployment:create")
+    make.insert("role_permissions", "role_id", role_id=role, permission_id=permission)
+    with rejected("23000", "trg_role_permissions_immutable"):
+        conn.execute("UPDATE platform.role_permissions SET role_id = %s", (other,))
+    conn.execute("DELETE FROM platform.role_permissions WHERE role_id = %s", (role,))
+    assert make.count("role_permissions") == 0
 
 
 # teams ---------------------------------------------------------------------------------------------------

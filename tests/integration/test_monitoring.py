@@ -181,3 +181,10 @@ def test_ensure_partitions_creates_missing_partitions_idempotently(conn: psycopg
     assert conn.execute(ensure, (last, last + dt.timedelta(days=1))).fetchone() == (1,)  # only the missing one
     assert len(partitions(conn, "platform.metric_samples") - before) == 4
     assert sample(conn, make.series(), first) == "platform.metric_samples_p2099_06_01"
+
+
+def test_metric_series_are_never_updated(conn: psycopg.Connection[Any], make: Make) -> None:
+    series = make.series(labels={"route": "/a"})
+    with rejected("23000", "trg_metric_series_immutable"):
+        conn.execute("UPDATE platform.metric_series SET labels = '{}' WHERE id = %s", (series,))
+    assert make.count("metric_series") == 1
