@@ -107,8 +107,10 @@ class Deployment(Timestamps, Base):
         ),
         Index("ix_deployments_deployed_by", "deployed_by", info={"serves": "FK deployments.deployed_by"}),
         Index(
-            "ix_deployments_rollback_of_id",
+            "ix_deployments_rollback_of_id_service_id_environment_id",
             "rollback_of_id",
+            "service_id",
+            "environment_id",
             postgresql_where=text("rollback_of_id IS NOT NULL"),
             info={"serves": "FK deployments.rollback_of_id; rollbacks of a deployment"},
         ),

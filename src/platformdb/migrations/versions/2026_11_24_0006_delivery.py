@@ -179,9 +179,9 @@ def upgrade() -> None:
         schema="platform",
     )
     op.create_index(
-        "ix_deployments_rollback_of_id",
+        "ix_deployments_rollback_of_id_service_id_environment_id",
         "deployments",
-        ["rollback_of_id"],
+        ["rollback_of_id", "service_id", "environment_id"],
         unique=False,
         schema="platform",
         postgresql_where=sa.text("rollback_of_id IS NOT NULL"),
@@ -291,7 +291,7 @@ def upgrade() -> None:
         "COMMENT ON INDEX platform.ix_deployments_environment_id_service_id_deployed_at IS 'Serves: delivery.running_in_environment (latest success per service); FK'"
     )
     op.execute(
-        "COMMENT ON INDEX platform.ix_deployments_rollback_of_id IS 'Serves: FK deployments.rollback_of_id; rollbacks of a deployment'"
+        "COMMENT ON INDEX platform.ix_deployments_rollback_of_id_service_id_environment_id IS 'Serves: FK deployments.rollback_of_id; rollbacks of a deployment'"
     )
     op.execute(
         "COMMENT ON INDEX platform.ix_deployments_service_id_created_at IS 'Serves: delivery.deployment_history (keyset pages)'"
