@@ -8,7 +8,7 @@ PG15_BIN := /usr/lib/postgresql/15/bin
 # The embedded server keeps its data here (see README); override to put it elsewhere.
 export PLATFORMDB_HOME ?= $(CURDIR)/.platformdb
 
-.PHONY: demo test lint typecheck unit snapshot server-stop clean system-deps
+.PHONY: demo test lint typecheck snapshot docs server-stop clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,17 @@ test: $(STAMP) system-deps lint typecheck
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: that is a failure here" >&2; exit 1; fi; \
 	exit $$rc
 
-# The suite also runs on the machine's PostgreSQL 15 (Debian). Install it when we can; otherwise the test
-# run says, in its summary, that it ran on 18 only.
+# The suite also runs on the machine's PostgreSQL 15 (Debian), and the docs need Graphviz's `dot`. Install
+# them when we can (root with apt); otherwise say what is missing (the test summary names any server not run).
 system-deps:
-	@if [ ! -x $(PG15_BIN)/postgres ]; then \
+	@missing=""; \
+	[ -x $(PG15_BIN)/postgres ] || missing="$$missing postgresql-15"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing PostgreSQL 15 (Debian) for the test suite"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
-	  else echo "NOTE: PostgreSQL 15 not found at $(PG15_BIN); tests will run on PostgreSQL 18 only" >&2; fi; \
+	    echo "installing$$missing (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "NOTE: missing$$missing; install them (Debian) for the full suite" >&2; fi; \
 	fi
 
 lint: $(STAMP)
@@ -45,9 +48,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## snapshot: regenerate docs/schema-snapshot.txt from a freshly migrated database on the embedded server
+## snapshot / docs: regenerate docs/schema-snapshot.txt / docs/schema/ from a freshly migrated database
 snapshot: $(STAMP)
-	$(BIN)/python -m tests.snapshot > docs/schema-snapshot.txt
+	$(BIN)/python -m tests.regenerate snapshot
+
+docs: $(STAMP) system-deps
+	$(BIN)/python -m tests.regenerate docs
 
 server-stop: $(STAMP)
 	$(BIN)/platformdb server stop

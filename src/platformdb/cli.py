@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,7 +20,7 @@ from sqlalchemy import URL
 from platformdb.db import ENV_URL, check, resolve_url
 from platformdb.errors import UserError
 
-out = Console(highlight=False)
+out = out_console = Console(highlight=False, soft_wrap=True)
 
 
 class _Group(click.Group):
@@ -31,6 +32,9 @@ class _Group(click.Group):
             return super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `platformdb`: help, not an error
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(2)
         except click.Abort:
             _fail("aborted")
         except click.ClickException as exc:
@@ -68,7 +72,7 @@ def _url(ctx: click.Context) -> URL:
 def _where(url: URL) -> str:
     """``database "x" at host:port`` (or at the socket directory), for progress lines."""
     host = url.host or url.query.get("host") or "localhost"
-    return f'database "{url.database}" at {host}' + (f":{url.port}" if url.port else "")
+    return f'database "{url.database}" at {host}' + (f":{url.port}" if url.port and url.host else "")
 
 
 @click.group(cls=_Group)
@@ -158,6 +162,64 @@ def demo(ctx: click.Context) -> None:
     url = _url(ctx)
     loaded = demo_data.load(url)
     out.print(demo_data.summary(url, freshly_loaded=loaded))
+
+
+# --- docs ----------------------------------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("docs/schema"),
+    show_default=True,
+    help="Directory to write (or, with --check, to compare against).",
+)
+@click.option(
+    "--check", is_flag=True, help="Regenerate into a temporary directory and fail with a diff if OUT differs."
+)
+@click.pass_context
+def docs(ctx: click.Context, out: Path, check: bool) -> None:
+    """Generate the ERD and data dictionary from the live database's catalogs."""
+    from platformdb import docs as schema_docs
+    from platformdb.db import connect
+    from platformdb.introspect import read_schema
+
+    url = _url(ctx)
+    with connect(url) as conn:
+        schema = read_schema(conn)
+    if schema is None:
+        raise UserError(f"{_where(url)} has no platform schema: run `platformdb upgrade` first")
+    if check:
+        diff = schema_docs.check(schema, out)
+        if diff:
+            click.echo(diff, nl=False)
+            raise UserError(f"{out} is stale: regenerate with `make docs` (or `platformdb docs --out {out}`)")
+        out_console.print(f"{out} is up to date")
+        return
+    written = schema_docs.generate(schema, out)
+    out_console.print(f"wrote {len(written)} files to {out}")
+
+
+@main.command()
+@click.option("--schema", default="platform", show_default=True, help="Schema to check.")
+@click.pass_context
+def lint(ctx: click.Context, schema: str) -> None:
+    """Check the live schema against the design rules; exit 1 on any finding not excepted."""
+    from platformdb import lint as schema_lint
+    from platformdb.db import connect
+    from platformdb.introspect import read_schema
+
+    url = _url(ctx)
+    with connect(url) as conn:
+        found = read_schema(conn, schema)
+    if found is None:
+        raise UserError(f"{_where(url)} has no schema {schema!r}")
+    findings, excepted = schema_lint.lint(found, schema_lint.load_exceptions())
+    for finding in findings:
+        click.echo(str(finding))
+    summary = f"{len(findings)} finding(s), {len(excepted)} allowed by reasoned exceptions, {len(found.tables)} tables"
+    click.echo(summary, err=True)
+    if findings:
+        sys.exit(1)
 
 
 # --- embedded server -----------------------------------------------------------------------------------

@@ -9,8 +9,12 @@ and the database ``platformdb`` is created on it.
 from __future__ import annotations
 
 import os
+import re
+from typing import Any
+from urllib.parse import quote, unquote
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -33,14 +37,12 @@ def parse_url(raw: str) -> URL:
         )
     try:
         url = make_url(raw.replace(f"{scheme}://", "postgresql+psycopg://", 1))
+        port = url.port
     except (ArgumentError, ValueError) as exc:
-        raise UserError(f"malformed database URL {redact(raw)!r}: {exc}") from exc
+        what = "port" if "int()" in str(exc) else "syntax"
+        raise UserError(f"malformed database URL {redact(raw)!r}: bad {what}") from None
     if not url.database:
         raise UserError(f"the database URL {redact(raw)!r} names no database (…/DATABASE at its end)")
-    try:
-        port = url.port
-    except ValueError as exc:
-        raise UserError(f"malformed port in database URL {redact(raw)!r}") from exc
     if port is not None and not 0 < port < 65536:
         raise UserError(f"port {port} out of range in database URL {redact(raw)!r}")
     return url
@@ -51,17 +53,47 @@ def check(url: URL) -> None:
     connect(url).close()
 
 
+_PASSWORD = re.compile(r"(://[^:/@?#]*:)([^@]*)(@)")
+
+
 def redact(raw: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        return make_url(raw).render_as_string(hide_password=True)
-    except Exception:  # an unparseable URL has no password we could find either
-        return raw
+    """The URL with its password hidden, for messages; works on URLs too broken to parse."""
+    return _PASSWORD.sub(r"\1***\3", raw)
+
+
+def display(url: URL) -> str:
+    """The URL for people: postgresql:// scheme, password hidden, the socket directory unescaped."""
+    return unquote(url.set(drivername="postgresql").render_as_string(hide_password=True))
 
 
 def libpq_dsn(url: URL) -> str:
-    """The URL as libpq understands it (for psycopg.connect and the PostgreSQL client tools)."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    """The URL as libpq parses it: every part percent-encoded (a space as %20, which libpq decodes; SQLAlchemy
+    writes '+', which libpq keeps as a plus)."""
+    auth = ""
+    if url.username:
+        auth = quote(url.username, safe="")
+        if url.password is not None:
+            auth += ":" + quote(str(url.password), safe="")
+        auth += "@"
+    host = url.host or ""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    hostport = host + (f":{url.port}" if url.port else "")
+    query = "&".join(
+        f"{quote(k, safe='')}={quote(v, safe='/')}"
+        for k, values in sorted(url.query.items())
+        for v in ((values,) if isinstance(values, str) else values)
+    )
+    return f"postgresql://{auth}{hostport}/{quote(url.database or '', safe='')}" + (f"?{query}" if query else "")
+
+
+def conninfo(url: URL) -> str:
+    """The URL as a libpq key=value string (quoting done by psycopg), for psycopg.connect."""
+    params: dict[str, Any] = {"dbname": url.database, "user": url.username, "password": url.password,
+                                 "host": url.host, "port": url.port}  # fmt: skip
+    for key, values in url.query.items():
+        params[key] = values if isinstance(values, str) else values[-1]
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
 def resolve_url(explicit: str | None = None, *, start_embedded: bool = True) -> URL:
@@ -90,9 +122,12 @@ def ensure_database(admin_url: URL, name: str) -> None:
 def connect(url: URL, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
     """A psycopg connection, with connection failures turned into one-line UserErrors."""
     try:
-        conn = psycopg.connect(libpq_dsn(url), autocommit=autocommit, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise UserError(f"cannot connect to {url.render_as_string(hide_password=True)}: {_first_line(exc)}") from exc
+        conn = psycopg.connect(conninfo(url), autocommit=autocommit, connect_timeout=10)
+    except psycopg.Error as exc:
+        message = _first_line(exc)
+        if url.password:
+            message = message.replace(str(url.password), "***")
+        raise UserError(f"cannot connect to {display(url)}: {message}") from None
     version = conn.info.server_version
     if version < MIN_SERVER_VERSION:
         conn.close()

@@ -1,14 +1,18 @@
-"""A deterministic text snapshot of the live ``platform`` schema, read from the PostgreSQL catalogs.
+"""The live schema as PostgreSQL's catalogs describe it: one reader, three uses.
 
-The snapshot covers what the ORM cannot see (functions, triggers, partitions, index comments), so it is
-what the schema-drift tests compare: migrations against ``metadata.create_all``, upgrade-downgrade-upgrade
-round trips, and the committed ``docs/schema-snapshot.txt``. Run ``python -m platformdb.introspect`` to
-print the snapshot of the database in ``PLATFORMDB_DATABASE_URL`` (or the embedded server).
+:func:`read_schema` reads tables, columns, constraints, indexes, triggers, partitions and functions of a
+schema into plain dataclasses. From them come the deterministic text snapshot the schema-drift tests compare
+(:func:`snapshot`), the generated docs (``platformdb docs``) and the schema linter (``platformdb lint``). The
+catalogs, not the ORM, are the source: they see triggers, partitions, partial indexes and comments.
+
+``python -m platformdb.introspect`` prints the snapshot of the database in ``PLATFORMDB_DATABASE_URL`` (or
+the embedded server's).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -16,7 +20,208 @@ import psycopg
 SCHEMA = "platform"
 VERSION_SPECIFIC_FUNCTIONS = {"uuidv7"}
 """Functions whose body depends on the server version by design (native uuidv7 on 18, SQL before)."""
-_DATED_PARTITION = re.compile(r"_p\d{4}_\d{2}(_\d{2})?$")
+DATED_PARTITION = re.compile(r"_p\d{4}_\d{2}(_\d{2})?$")
+_ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    not_null: bool
+    default: str | None
+    identity: str | None  # "always", "by default" or None
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class Constraint:
+    name: str
+    kind: str  # p(rimary key), f(oreign key), u(nique), c(heck), x (exclusion)
+    definition: str
+    columns: tuple[str, ...]
+    ref_table: str | None = None
+    ref_columns: tuple[str, ...] = ()
+    on_delete: str | None = None
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    definition: str
+    columns: tuple[str, ...]  # expressions appear as their text
+    unique: bool
+    predicate: str | None
+    nulls_not_distinct: bool
+    constraint: str | None  # the constraint this index implements, if any
+    comment: str | None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    definition: str
+    function: str
+    events: tuple[str, ...]  # INSERT, UPDATE, DELETE, TRUNCATE
+    timing: str  # BEFORE, AFTER, INSTEAD OF
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    bound: str
+    comment: str | None
+
+    @property
+    def dated(self) -> bool:
+        return bool(DATED_PARTITION.search(self.name))
+
+
+@dataclass
+class Table:
+    name: str
+    comment: str | None
+    partition_key: str | None
+    columns: list[Column] = field(default_factory=list)
+    constraints: list[Constraint] = field(default_factory=list)
+    indexes: list[Index] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    partitions: list[Partition] = field(default_factory=list)
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def primary_key(self) -> Constraint | None:
+        return next((c for c in self.constraints if c.kind == "p"), None)
+
+    @property
+    def foreign_keys(self) -> list[Constraint]:
+        return [c for c in self.constraints if c.kind == "f"]
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    arguments: str
+    definition: str
+    comment: str | None
+
+
+@dataclass
+class Schema:
+    name: str
+    comment: str | None
+    tables: dict[str, Table]
+    functions: list[Function]
+    sequences: list[tuple[str, str]]
+    transitions: list[tuple[str, str]]
+
+    def referencing(self, table: str) -> list[tuple[Table, Constraint]]:
+        """Foreign keys of other tables (and this one) that point at ``table``."""
+        return [(t, fk) for t in self.tables.values() for fk in t.foreign_keys if fk.ref_table == table]
+
+
+def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema | None:
+    """Everything of ``schema`` the catalogs know, or None when there is no such schema."""
+    q = conn.execute
+    row = q("SELECT oid, obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (schema,))
+    found = row.fetchone()
+    if found is None:
+        return None
+    nsp_oid, schema_comment = found
+    tables: dict[str, Table] = {}
+    oids: dict[int, Table] = {}
+    parents: list[tuple[str, str, str, str | None]] = []
+    for oid, name, is_partition, comment, partkey, bound, parent in q(
+        """SELECT c.oid, c.relname, c.relispartition, obj_description(c.oid, 'pg_class'),
+                  pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid),
+                  (SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid)
+             FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname""",
+        (nsp_oid,),
+    ):
+        if is_partition:
+            parents.append((parent, name, bound, comment))
+            continue
+        oids[oid] = tables[name] = Table(name, comment, partkey)
+    for parent, name, bound, comment in parents:
+        if parent in tables:
+            tables[parent].partitions.append(Partition(name, bound, comment))
+
+    for relid, name, typ, not_null, default, identity, comment in q(
+        """SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                  pg_get_expr(d.adbin, d.adrelid), a.attidentity, col_description(a.attrelid, a.attnum)
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attrelid, a.attnum""",
+        (list(oids),),
+    ):
+        ident = {"a": "always", "d": "by default"}.get(identity or "")
+        oids[relid].columns.append(Column(name, typ, not_null, default, ident, comment))
+
+    for relid, name, kind, definition, cols, ref_table, ref_cols, deltype in q(
+        """SELECT c.conrelid, c.conname, c.contype, pg_get_constraintdef(c.oid),
+                  ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o)
+                          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),
+                  r.relname,
+                  ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o)
+                          JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o),
+                  c.confdeltype
+             FROM pg_constraint c LEFT JOIN pg_class r ON r.oid = c.confrelid
+            WHERE c.conrelid = ANY(%s) AND c.contype IN ('p', 'f', 'u', 'c', 'x') ORDER BY c.conname""",
+        (list(oids),),
+    ):
+        oids[relid].constraints.append(
+            Constraint(name, kind, definition, tuple(cols), ref_table, tuple(ref_cols), _ON_DELETE.get(deltype or ""))
+        )
+
+    for relid, name, definition, unique, predicate, nnd, constraint, comment, cols in q(
+        """SELECT x.indrelid, i.relname, pg_get_indexdef(i.oid), x.indisunique, pg_get_expr(x.indpred, x.indrelid),
+                  coalesce((to_jsonb(x) ->> 'indnullsnotdistinct')::boolean, false),
+                  (SELECT conname FROM pg_constraint c
+                    WHERE c.conindid = i.oid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u', 'x')),
+                  obj_description(i.oid, 'pg_class'),
+                  ARRAY(SELECT pg_get_indexdef(i.oid, k, true) FROM generate_series(1, x.indnkeyatts) k)
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+            WHERE x.indrelid = ANY(%s) ORDER BY i.relname""",
+        (list(oids),),
+    ):
+        oids[relid].indexes.append(Index(name, definition, tuple(cols), unique, predicate, nnd, constraint, comment))
+
+    for relid, name, definition, function, tgtype in q(
+        """SELECT t.tgrelid, t.tgname, pg_get_triggerdef(t.oid), p.proname, t.tgtype
+             FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+            WHERE t.tgrelid = ANY(%s) AND NOT t.tgisinternal ORDER BY t.tgname""",
+        (list(oids),),
+    ):
+        events = tuple(e for bit, e in ((4, "INSERT"), (8, "DELETE"), (16, "UPDATE"), (32, "TRUNCATE")) if tgtype & bit)
+        timing = "INSTEAD OF" if tgtype & 64 else ("BEFORE" if tgtype & 2 else "AFTER")
+        oids[relid].triggers.append(Trigger(name, definition, function, events, timing))
+
+    functions = [
+        Function(name, args, definition, comment)
+        for name, args, definition, comment in q(
+            """SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
+                      obj_description(p.oid, 'pg_proc')
+                 FROM pg_proc p WHERE p.pronamespace = %s ORDER BY 1, 2""",
+            (nsp_oid,),
+        )
+    ]
+    sequences = [
+        (str(n), str(t))
+        for n, t in q(
+            """SELECT c.relname, format_type(s.seqtypid, NULL) FROM pg_sequence s
+                 JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = %s ORDER BY 1""",
+            (nsp_oid,),
+        )
+    ]
+    transitions: list[tuple[str, str]] = []
+    if "deployment_status_transitions" in tables:
+        # Reference data that migrations write is schema too: the legal deployment transitions.
+        transitions = [
+            (str(a), str(b))
+            for a, b in q(f"SELECT from_status, to_status FROM {schema}.deployment_status_transitions ORDER BY 1, 2")
+        ]
+    return Schema(schema, schema_comment, tables, functions, sequences, transitions)
 
 
 def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, portable: bool = False) -> str:
@@ -26,94 +231,38 @@ def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, po
     (the scheme and the DEFAULT partition stay). ``portable=True`` also hides what legitimately differs
     between server versions, so one committed snapshot serves PostgreSQL 15 to 18.
     """
-    lines: list[str] = []
-    q = conn.execute
-    comment = q("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (SCHEMA,))
-    row = comment.fetchone()
-    if row is None:
+    schema = read_schema(conn)
+    if schema is None:
         return ""
-    lines.append(f"schema {SCHEMA}: {row[0]}")
-
-    tables = q(
-        """SELECT c.oid, c.relname, c.relkind, c.relispartition, obj_description(c.oid, 'pg_class'),
-                  pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid),
-                  (SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-                    WHERE i.inhrelid = c.oid)
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relkind IN ('r', 'p')
-            ORDER BY c.relname""",
-        (SCHEMA,),
-    ).fetchall()
-    for oid, name, _kind, is_partition, tcomment, partkey, bound, parent in tables:
-        if is_partition:
-            if not dated_partitions and _DATED_PARTITION.search(name):
-                continue
-            lines.append(f"partition {name} of {parent}: {bound} -- {tcomment}")
-            continue
-        lines.append(f"table {name} -- {tcomment}")
-        if partkey:
-            lines.append(f"  partition by {partkey}")
-        for col in q(
-            """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                      pg_get_expr(d.adbin, d.adrelid), a.attidentity, col_description(a.attrelid, a.attnum)
-                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-                WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""",
-            (oid,),
-        ):
-            cname, ctype, notnull, default, identity, ccomment = col
-            parts = [f"  column {cname} {ctype}", "not null" if notnull else "null"]
-            if identity:
-                parts.append("generated " + ("always" if identity == "a" else "by default") + " as identity")
-            if default:
-                parts.append(f"default {default}")
-            lines.append(" ".join(parts) + f" -- {ccomment}")
-        for cname, cdef in q(
-            """SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
-                WHERE conrelid = %s AND contype <> 'n' ORDER BY conname""",
-            (oid,),
-        ):
-            lines.append(f"  constraint {cname}: {cdef}")
-        for iname, idef, icomment in q(
-            """SELECT i.relname, pg_get_indexdef(i.oid), obj_description(i.oid, 'pg_class')
-                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                WHERE x.indrelid = %s ORDER BY i.relname""",
-            (oid,),
-        ):
-            lines.append(f"  index {iname}: {idef}" + (f" -- {icomment}" if icomment else ""))
-        for tname, tdef in q(
-            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
-            " ORDER BY tgname",
-            (oid,),
-        ):
-            lines.append(f"  trigger {tname}: {tdef}")
-
-    # Reference data that migrations write is schema too: the legal deployment transitions.
-    if any(t[1] == "deployment_status_transitions" for t in tables):
-        for from_status, to_status in q(
-            "SELECT from_status, to_status FROM platform.deployment_status_transitions ORDER BY 1, 2"
-        ):
-            lines.append(f"reference deployment_status_transitions: {from_status} -> {to_status}")
-
-    for fname, fargs, fdef, fcomment in q(
-        """SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
-                  obj_description(p.oid, 'pg_proc')
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-            WHERE n.nspname = %s ORDER BY p.proname, 2""",
-        (SCHEMA,),
-    ):
-        lines.append(f"function {fname}({fargs}) -- {fcomment}")
-        if portable and fname in VERSION_SPECIFIC_FUNCTIONS:
+    lines = [f"schema {schema.name}: {schema.comment}"]
+    for table in schema.tables.values():
+        lines.append(f"table {table.name} -- {table.comment}")
+        if table.partition_key:
+            lines.append(f"  partition by {table.partition_key}")
+        for col in table.columns:
+            parts = [f"  column {col.name} {col.type}", "not null" if col.not_null else "null"]
+            if col.identity:
+                parts.append(f"generated {col.identity} as identity")
+            if col.default:
+                parts.append(f"default {col.default}")
+            lines.append(" ".join(parts) + f" -- {col.comment}")
+        lines.extend(f"  constraint {c.name}: {c.definition}" for c in table.constraints)
+        lines.extend(
+            f"  index {i.name}: {i.definition}" + (f" -- {i.comment}" if i.comment else "") for i in table.indexes
+        )
+        lines.extend(f"  trigger {t.name}: {t.definition}" for t in table.triggers)
+        for part in sorted(table.partitions, key=lambda p: p.name):
+            if dated_partitions or not part.dated:
+                lines.append(f"partition {part.name} of {table.name}: {part.bound} -- {part.comment}")
+    for from_status, to_status in schema.transitions:
+        lines.append(f"reference deployment_status_transitions: {from_status} -> {to_status}")
+    for fn in schema.functions:
+        lines.append(f"function {fn.name}({fn.arguments}) -- {fn.comment}")
+        if portable and fn.name in VERSION_SPECIFIC_FUNCTIONS:
             lines.append("  <body depends on the server version>")
             continue
-        lines.extend("  | " + line.rstrip() for line in fdef.strip().splitlines())
-
-    for sname, stype in q(
-        """SELECT c.relname, format_type(s.seqtypid, NULL) FROM pg_sequence s
-             JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s ORDER BY 1""",
-        (SCHEMA,),
-    ):
-        lines.append(f"sequence {sname} {stype}")
+        lines.extend("  | " + line.rstrip() for line in fn.definition.strip().splitlines())
+    lines.extend(f"sequence {name} {typ}" for name, typ in schema.sequences)
     return "\n".join(lines) + "\n"
 
 

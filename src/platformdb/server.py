@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from platformdb.errors import UserError
 
@@ -172,7 +173,8 @@ class Cluster:
 
     def url(self, database: str = "postgres") -> str:
         """libpq-style URL over the Unix socket, e.g. ``postgresql://postgres@/platformdb?host=/dir``."""
-        return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={PORT}"
+        host = quote(str(self.socket_dir), safe="/")
+        return f"postgresql://{SUPERUSER}@/{quote(database, safe='')}?host={host}&port={PORT}"
 
 
 def embedded_cluster() -> Cluster:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.migration
 SNAPSHOT_FILE = Path(__file__).resolve().parents[2] / "docs" / "schema-snapshot.txt"
 REGENERATE = (
     "docs/schema-snapshot.txt does not match the migrated schema. If the change is intended, regenerate it "
-    "with `make snapshot` (runs `python -m tests.snapshot > docs/schema-snapshot.txt` against a "
+    "with `make snapshot` (runs `python -m tests.regenerate snapshot` against a "
     "migrated database) and commit the diff."
 )
 

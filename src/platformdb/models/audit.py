@@ -24,6 +24,8 @@ AUDIT_ACTIONS = ("insert", "update", "delete")
 class AuditLog(Base):
     """One captured change (insert, update or delete) of one row of an audited table."""
 
+    __volume__ = "huge"
+
     __tablename__ = "audit_logs"
     __table_args__ = (
         CheckConstraint(f"action IN {AUDIT_ACTIONS!r}", name="action_allowed"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from sqlalchemy import DDL, BigInteger, Connection, Identity, Index, MetaData, Text, event, func, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
@@ -56,6 +56,8 @@ class Base(DeclarativeBase):
 
     metadata = metadata
     type_annotation_map = TYPE_ANNOTATION_MAP
+    __volume__: ClassVar[str] = "small"
+    """Expected row count class (reference, small, medium, large, huge), for the docs and the plan checks."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The model's one-line docstring is the table's COMMENT: written once, flows into the database.
@@ -69,6 +71,8 @@ class Base(DeclarativeBase):
             else:
                 cls.__table_args__ = (*args, {"comment": comment})
         super().__init_subclass__(**kwargs)
+        if "__tablename__" in cls.__dict__:
+            cls.__table__.info["volume"] = cls.__volume__  # type: ignore[attr-defined]
 
 
 class Timestamps:

@@ -16,6 +16,8 @@ SERVICE_STATUSES = ("incubating", "active", "deprecated", "retired")
 class Environment(Timestamps, Base):
     """A place services are deployed to, e.g. staging or production."""
 
+    __volume__ = "reference"
+
     __tablename__ = "environments"
     __table_args__ = (
         CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),

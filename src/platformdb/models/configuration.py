@@ -21,6 +21,8 @@ VALUE_KINDS = ("plain", "secret", "deleted")
 class Configuration(CreatedOnly, Base):
     """A configuration key of a service, service-wide or overridden for one environment."""
 
+    __volume__ = "medium"
+
     __tablename__ = "configurations"
     __table_args__ = (
         # NULL environment = the service-wide default; there is one default and one override per env.
@@ -46,6 +48,8 @@ class Configuration(CreatedOnly, Base):
 
 class ConfigurationVersion(CreatedOnly, Base):
     """One immutable value of a configuration key; the highest version is in force."""
+
+    __volume__ = "medium"
 
     __tablename__ = "configuration_versions"
     __table_args__ = (
@@ -94,6 +98,8 @@ class ConfigurationVersion(CreatedOnly, Base):
 
 class DeploymentConfiguration(CreatedOnly, Base):
     """The configuration version in force for each key when a deployment was created."""
+
+    __volume__ = "large"
 
     __tablename__ = "deployment_configurations"
     __table_args__ = (

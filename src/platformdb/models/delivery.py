@@ -29,6 +29,8 @@ SEMVER = (
 class Release(CreatedOnly, Base):
     """An immutable, built version of a service: what can be deployed."""
 
+    __volume__ = "medium"
+
     __tablename__ = "releases"
     __table_args__ = (
         UniqueConstraint("service_id", "version"),
@@ -53,6 +55,8 @@ class Release(CreatedOnly, Base):
 
 class Deployment(Timestamps, Base):
     """One rollout of a release to an environment; its status moves only along legal transitions."""
+
+    __volume__ = "medium"
 
     __tablename__ = "deployments"
     __table_args__ = (
@@ -145,6 +149,8 @@ class Deployment(Timestamps, Base):
 class DeploymentStatusTransition(CreatedOnly, Base):
     """A legal move of the deployment state machine; reference data written by migrations only."""
 
+    __volume__ = "reference"
+
     __tablename__ = "deployment_status_transitions"
     __table_args__ = (
         CheckConstraint(f"from_status IN {DEPLOYMENT_STATUSES!r}", name="from_status_allowed"),
@@ -157,6 +163,8 @@ class DeploymentStatusTransition(CreatedOnly, Base):
 
 class DeploymentStatusHistory(CreatedOnly, Base):
     """Append-only log of every status a deployment entered, written by trigger."""
+
+    __volume__ = "medium"
 
     __tablename__ = "deployment_status_history"
     __table_args__ = (

@@ -77,6 +77,8 @@ class Team(Timestamps, Base):
 class TeamMembership(Timestamps, Base):
     """A user's membership of a team, with the member's role in that team."""
 
+    __volume__ = "small"
+
     __tablename__ = "team_memberships"
     __table_args__ = (
         CheckConstraint("role IN ('member', 'maintainer')", name="role_allowed"),
@@ -97,6 +99,8 @@ class TeamMembership(Timestamps, Base):
 class Role(Timestamps, Base):
     """A named bundle of permissions that can be granted to users."""
 
+    __volume__ = "reference"
+
     __tablename__ = "roles"
     __table_args__ = (
         CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),
@@ -112,6 +116,8 @@ class Role(Timestamps, Base):
 class Permission(Timestamps, Base):
     """An action on a kind of resource, e.g. deployment:create."""
 
+    __volume__ = "reference"
+
     __tablename__ = "permissions"
     __table_args__ = (
         CheckConstraint("name ~ '^[a-z][a-z_]*:[a-z][a-z_]*$' AND char_length(name) <= 100", name="name_format"),
@@ -126,6 +132,8 @@ class Permission(Timestamps, Base):
 
 class RolePermission(CreatedOnly, Base):
     """That a role includes a permission."""
+
+    __volume__ = "reference"
 
     __tablename__ = "role_permissions"
     __table_args__ = (
@@ -148,6 +156,8 @@ class RolePermission(CreatedOnly, Base):
 
 class RoleGrant(Timestamps, Base):
     """A role held by a user: globally, or scoped to a service and/or an environment."""
+
+    __volume__ = "small"
 
     __tablename__ = "role_grants"
     __table_args__ = (

@@ -50,6 +50,8 @@ class Metric(Timestamps, Base):
 class MetricSeries(CreatedOnly, Base):
     """One time series: a metric measured for a service in an environment with a label set."""
 
+    __volume__ = "medium"
+
     __tablename__ = "metric_series"
     __table_args__ = (
         UniqueConstraint("service_id", "environment_id", "metric_id", "labels"),
@@ -79,6 +81,8 @@ class MetricSeries(CreatedOnly, Base):
 
 class MetricSample(Base):
     """One observed value of a series at a point in time."""
+
+    __volume__ = "huge"
 
     __tablename__ = "metric_samples"
     __table_args__ = ({"postgresql_partition_by": "RANGE (sampled_at)"},)

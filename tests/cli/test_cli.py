@@ -1,0 +1,303 @@
+"""The real ``platformdb`` command, run in a subprocess the way users run it.
+
+The promise under test: every user error (bad URL, server down, unknown revision, demo data on an
+unmigrated database, a usage mistake) is ONE plain line on stderr starting with ``platformdb: error:`` and a
+non-zero exit, never a traceback, and never a password. The happy paths run against the test servers
+(PostgreSQL 18 and 15); the ``server`` subcommands run the embedded PostgreSQL 18 in a temporary
+``PLATFORMDB_HOME``, so nothing here touches a developer's own embedded server.
+
+Output is captured through a pipe, as in scripts and CI: no terminal, no ``COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable, Iterator, Mapping
+from importlib.metadata import version
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import URL
+
+from platformdb import migrate
+from platformdb.db import ENV_URL, libpq_dsn, parse_url
+from platformdb.server import Cluster
+from tests.pg import Server
+
+pytestmark = pytest.mark.cli
+
+HEAD = migrate.head()
+REVISIONS = [rev for rev, _, _ in migrate.history()]
+PASSWORD = "sekret"
+ERROR_PREFIX = "platformdb: error:"
+# Variables of the developer's that would change what the command does or how it prints.
+_NOT_INHERITED = (ENV_URL, "PLATFORMDB_DEBUG", "COLUMNS", "LINES")
+
+_script = Path(sysconfig.get_path("scripts")) / "platformdb"
+COMMAND = [str(_script)] if _script.exists() else [sys.executable, "-m", "platformdb.cli"]
+
+
+@pytest.fixture(autouse=True)
+def cli_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A PLATFORMDB_HOME of this test's own, and no database URL from the developer's environment."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in _NOT_INHERITED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PLATFORMDB_HOME", str(home))
+    return home
+
+
+def run(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``platformdb ARGS`` in a subprocess; ``env`` adds to (or overrides) the scrubbed environment."""
+    base = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+    assert "PLATFORMDB_HOME" in base, "run() needs the cli_home fixture"
+    return subprocess.run(
+        [*COMMAND, *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=base["PLATFORMDB_HOME"],
+    )
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The command succeeded quietly on stderr; returns its stdout."""
+    assert result.returncode == 0, describe(result)
+    assert "Traceback" not in result.stdout + result.stderr, describe(result)
+    return result.stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], contains: str | tuple[str, ...] = ()) -> str:
+    """A non-zero exit, exactly one ``platformdb: error: ...`` line on stderr, no password; returns the line."""
+    assert result.returncode != 0, describe(result)
+    assert "Traceback" not in result.stdout + result.stderr, describe(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, describe(result)
+    line = lines[0]
+    assert line.startswith(f"{ERROR_PREFIX} "), describe(result)
+    assert line.removeprefix(ERROR_PREFIX).strip(), describe(result)
+    for part in (contains,) if isinstance(contains, str) else contains:
+        assert part in line, describe(result)
+    assert PASSWORD not in result.stdout + result.stderr, describe(result)
+    return line
+
+
+def dsn_with_password(server: Server, database: str) -> str:
+    """The test cluster's socket URL with a password added (its trust authentication ignores it)."""
+    dsn = server.dsn(database)
+    assert dsn.startswith("postgresql://postgres@"), dsn
+    return dsn.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+
+
+def count_rows(url: URL, table: str) -> int:
+    with psycopg.connect(libpq_dsn(url)) as conn:
+        row = conn.execute(f"SELECT count(*) FROM platform.{table}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# --- errors that need no database ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "contains"),
+    [
+        pytest.param(["--database-url", "mysql://x/y", "current"], ("not a PostgreSQL URL", "mysql://x/y"), id="mysql"),
+        pytest.param(["--database-url", "postgresql://", "current"], "names no database", id="no-database"),
+        pytest.param(
+            ["--database-url", "postgresql://u@localhost:99999/db", "current"],
+            "port 99999 out of range",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            ["--database-url", "postgresql://u@/db?host=/nonexistent-dir", "current"],
+            ("cannot connect", "/nonexistent-dir"),
+            id="server-down",
+        ),
+        pytest.param(["sql", "nocolon"], ("FROM:TO", "nocolon"), id="sql-no-colon"),
+        pytest.param(["sql", "base:nosuch"], ("unknown revision", "nosuch"), id="sql-unknown-revision"),
+        pytest.param(["nosuchcommand"], "nosuchcommand", id="unknown-command"),
+        pytest.param(["downgrade"], "REVISION", id="missing-argument"),
+    ],
+)
+def test_user_error_is_one_line(args: list[str], contains: str | tuple[str, ...], cli_home: Path) -> None:
+    assert_one_line_error(run(*args), contains)
+    # A bad --database-url is reported, never silently replaced by the embedded server.
+    assert not (cli_home / "pgdata").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "contains"),
+    [
+        pytest.param(f"postgresql://u:{PASSWORD}@/db?host=/nonexistent-dir", "cannot connect", id="server-down"),
+        pytest.param(f"postgresql://u:{PASSWORD}@127.0.0.1:1/db", "cannot connect", id="connection-refused"),
+        pytest.param(f"postgresql://u:{PASSWORD}@localhost:abc/db", "port", id="port-not-a-number"),
+        # A password with a space, percent-encoded as URLs require, to a server that is down.
+        pytest.param(f"postgresql://u:{PASSWORD}%20x@/db?host=/nonexistent-dir", "cannot connect", id="space"),
+    ],
+)
+def test_error_line_never_shows_the_password(url: str, contains: str) -> None:
+    line = assert_one_line_error(run("--database-url", url, "current"), contains)
+    assert "***" in line or "://" not in line, line  # where the URL is quoted, its password is masked
+
+
+def test_url_from_the_environment_gets_the_same_treatment(cli_home: Path) -> None:
+    result = run("current", env={ENV_URL: f"postgresql://u:{PASSWORD}@/db?host=/nonexistent-dir"})
+    assert_one_line_error(result, ("cannot connect", "/nonexistent-dir"))
+    assert not (cli_home / "pgdata").exists()
+
+
+# --- errors against a real server ----------------------------------------------------------------------
+def test_missing_database_on_a_running_server(server: Server) -> None:
+    result = run("--database-url", dsn_with_password(server, "no_such_database"), "current")
+    assert_one_line_error(result, ("cannot connect", "no_such_database", "does not exist"))
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade"])
+def test_unknown_revision(command: str, db: URL) -> None:
+    result = run("--database-url", libpq_dsn(db), command, "nosuchrev")
+    assert_one_line_error(result, ("unknown revision", "nosuchrev", "platformdb history"))
+
+
+def test_demo_on_an_unmigrated_database_says_to_upgrade(empty_db: URL) -> None:
+    result = run("--database-url", libpq_dsn(empty_db), "demo")
+    assert_one_line_error(result, ("not migrated", "platformdb upgrade"))
+
+
+# --- migrations ----------------------------------------------------------------------------------------
+def test_upgrade_current_downgrade_current(empty_db: URL) -> None:
+    url = libpq_dsn(empty_db)
+    lines = assert_ok(run("--database-url", url, "upgrade")).splitlines()
+    assert lines == [f'database "{empty_db.database}" at {empty_db.query["host"]}: base -> {HEAD}'], lines
+    assert assert_ok(run("--database-url", url, "current")).strip() == f"{HEAD} (head)"
+
+    lines = assert_ok(run("--database-url", url, "downgrade", "base")).splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f": {HEAD} -> base"), lines
+    assert assert_ok(run("--database-url", url, "current")).strip() == "base (not migrated)"
+
+
+def test_history_lists_every_revision() -> None:
+    stdout = assert_ok(run("history"))
+    listed = re.findall(r"^ *(\S+) +(?:base|\d{4}) ", stdout, flags=re.MULTILINE)
+    assert listed == REVISIONS, stdout
+    assert REVISIONS[-1] == HEAD
+
+
+def test_sql_base_to_head_needs_no_database(cli_home: Path) -> None:
+    # A bogus URL in the environment is not even parsed: `sql` never connects.
+    stdout = assert_ok(run("sql", "base:head", env={ENV_URL: "not a database url"}))
+    assert "CREATE TABLE platform.users (" in stdout
+    assert f"'{HEAD}'" in stdout  # it ends by recording the head revision
+    assert not (cli_home / "pgdata").exists()
+
+
+def test_sql_head_to_base_drops() -> None:
+    stdout = assert_ok(run("sql", "head:base"))
+    assert "DROP TABLE platform.users" in stdout
+    assert "CREATE TABLE platform.users" not in stdout
+
+
+# --- demo data -----------------------------------------------------------------------------------------
+def test_demo_loads_once_and_summarizes(db: URL) -> None:
+    url = libpq_dsn(db)
+    first = assert_ok(run("--database-url", url, "demo"))
+    assert "What runs where" in first
+    assert "demo data loaded" in first
+    deployments = count_rows(db, "deployments")
+    assert deployments > 0
+    assert count_rows(db, "services") > 0
+
+    second = assert_ok(run("--database-url", url, "demo"))
+    assert "already loaded" in second
+    assert "What runs where" in second
+    assert count_rows(db, "deployments") == deployments
+
+
+# --- the URL forms users paste -------------------------------------------------------------------------
+URL_FORMS: dict[str, Callable[[str], str]] = {
+    # What the test cluster gives: postgresql://postgres@/DB?host=/socket/dir&port=5432
+    "postgresql-socket": lambda dsn: dsn,
+    "postgresql+psycopg": lambda dsn: dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+    "postgres": lambda dsn: dsn.replace("postgresql://", "postgres://", 1),
+    # A password with a space, percent-encoded as URLs require (trust authentication ignores it).
+    "password-with-space": lambda dsn: dsn.replace("postgres@", "postgres:pass%20word@", 1),
+}
+
+
+@pytest.mark.parametrize("form", list(URL_FORMS))
+def test_url_forms_work(form: str, server: Server, db: URL) -> None:
+    assert db.database is not None
+    raw = URL_FORMS[form](server.dsn(db.database))
+    assert assert_ok(run("--database-url", raw, "current")).strip() == f"{HEAD} (head)"
+
+
+# --- the embedded server -------------------------------------------------------------------------------
+@pytest.fixture
+def embedded_home(cli_home: Path) -> Iterator[Path]:
+    """``cli_home``, with the embedded server in it stopped at the end whatever happened."""
+    try:
+        yield cli_home
+    finally:
+        Cluster(data_dir=cli_home / "pgdata").stop("immediate")  # a no-op when the test stopped it
+
+
+def test_embedded_server_lifecycle(embedded_home: Path) -> None:
+    status = run("server", "status")
+    assert status.returncode == 3, describe(status)
+    assert "not initialized" in status.stdout
+
+    started = run("server", "start")
+    assert_ok(started)
+    url = assert_ok(run("server", "url")).strip()
+    assert url.startswith("postgresql://"), url
+    host = parse_url(url).query["host"]
+    assert isinstance(host, str), url
+    assert Path(host).is_relative_to(embedded_home), url
+    assert url in "".join(started.stdout.split()), describe(started)
+
+    status = run("server", "status")
+    assert status.returncode == 0, describe(status)
+    assert status.stdout.startswith("running"), describe(status)
+    assert "PostgreSQL 18" in status.stdout
+
+    # Without --database-url, commands use the embedded server's `platformdb` database.
+    assert assert_ok(run("current")).strip() == "base (not migrated)"
+
+    assert assert_ok(run("server", "stop")).strip() == "stopped"
+    status = run("server", "status")
+    assert status.returncode == 3, describe(status)
+    assert "stopped" in status.stdout
+
+    # What `start` prints can be copied (or grepped from a log) as it is: the URL is not broken over lines.
+    assert f"url: {url}" in started.stdout.splitlines(), describe(started)
+
+
+# --- version and help ----------------------------------------------------------------------------------
+def test_version() -> None:
+    assert version("platformdb") in assert_ok(run("--version"))
+
+
+def test_help_lists_the_commands() -> None:
+    stdout = assert_ok(run("--help"))
+    for command in ("upgrade", "downgrade", "current", "history", "sql", "demo", "server"):
+        assert re.search(rf"^\s+{command}\s", stdout, flags=re.MULTILINE), stdout
+    assert "--database-url" in stdout
+
+
+def test_no_command_shows_help_not_an_error() -> None:
+    result = run()
+    assert "Traceback" not in result.stdout + result.stderr, describe(result)
+    assert "Commands:" in result.stdout + result.stderr, describe(result)
+    # Help is not dressed up as an error message.
+    assert ERROR_PREFIX not in result.stderr, describe(result)
