@@ -83,7 +83,8 @@ def make(conn: psycopg.Connection[Any]) -> Make:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     missing = sorted(name for name, bin_dir in server_bins().items() if not (bin_dir / "postgres").exists())
     ran = ", ".join(f"{name} ({version})" for name, version in sorted(_ran_on.items())) or "none"
-    terminalreporter.write_line(f"platformdb: database tests ran on: {ran}")
+    if _ran_on:
+        terminalreporter.write_line(f"platformdb: database tests ran on: {ran}")
     if missing:
         terminalreporter.write_line(
             f"platformdb: WARNING: not run on {', '.join(missing)} (binaries missing)", yellow=True, bold=True

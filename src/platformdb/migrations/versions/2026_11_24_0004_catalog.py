@@ -22,6 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute("-- squawk-ignore-file prefer-bigint-over-smallint -- services.tier is 1 to 4 by CHECK")
     op.create_table(
         "environments",
         sa.Column(

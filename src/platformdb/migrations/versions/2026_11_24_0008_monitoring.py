@@ -22,6 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute("-- squawk-ignore-file prefer-bigint-over-int -- metric definitions number in the thousands")
     op.create_table(
         "metrics",
         sa.Column("id", sa.Integer(), sa.Identity(always=True), nullable=False, comment="Metric id (identity)."),
