@@ -222,6 +222,35 @@ def lint(ctx: click.Context, schema: str) -> None:
         sys.exit(1)
 
 
+# --- roles ---------------------------------------------------------------------------------------------
+@main.group()
+def roles() -> None:
+    """Logins for microservices (members of the per-service group roles)."""
+
+
+@roles.command("grant-login")
+@click.argument("name")
+@click.option("--role", "role", required=True, help="identity, catalog, delivery, configuration, audit-reader, "
+              "metrics-writer or readonly.")  # fmt: skip
+@click.option("--password-env", metavar="VAR", help="Read the login's password from this environment variable.")
+@click.option("--print-sql", is_flag=True, help="Print the SQL instead of running it (for DBAs).")
+@click.pass_context
+def grant_login(ctx: click.Context, name: str, role: str, password_env: str | None, print_sql: bool) -> None:
+    """Create login NAME as a member of a service's group role (or grant the role to an existing one)."""
+    from platformdb import roles as service_roles
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise UserError(f"environment variable {password_env} is empty or unset")
+    if print_sql:
+        statements = service_roles.grant_login_sql(name, role, password=None, exists=False)
+        click.echo(statements.as_string(None) + ("\n-- then: ALTER ROLE ... PASSWORD '...';" if password_env else ""))
+        return
+    out_console.print(service_roles.grant_login(_url(ctx), name, role, password=password))
+
+
 # --- embedded server -----------------------------------------------------------------------------------
 @main.group()
 def server() -> None:

@@ -235,6 +235,8 @@ def _table_page(schema: Schema, table: Table, facts: dict[str, tuple[str, str]])
     out += [f"| {t.name} | {t.timing} {' OR '.join(t.events)} | `{t.function}()` |" for t in table.triggers]
     if not table.triggers:
         out.append("| none | | |")
+    out += ["", "## Privileges", ""]
+    out += [f"- {g}" for g in (*table.grants, *sorted(table.column_grants))] or ["- owner only"]
     if table.partition_key:
         fixed = [p for p in table.partitions if not p.dated]
         out += [

@@ -82,6 +82,8 @@ class Table:
     name: str
     comment: str | None
     partition_key: str | None
+    grants: tuple[str, ...] = ()  # "role: PRIVILEGE, ..." for every grantee but the owner
+    column_grants: tuple[str, ...] = ()  # "role (column): PRIVILEGE, ..."
     columns: list[Column] = field(default_factory=list)
     constraints: list[Constraint] = field(default_factory=list)
     indexes: list[Index] = field(default_factory=list)
@@ -106,12 +108,14 @@ class Function:
     arguments: str
     definition: str
     comment: str | None
+    grants: tuple[str, ...] = ()
 
 
 @dataclass
 class Schema:
     name: str
     comment: str | None
+    grants: tuple[str, ...]
     tables: dict[str, Table]
     functions: list[Function]
     sequences: list[tuple[str, str]]
@@ -122,28 +126,42 @@ class Schema:
         return [(t, fk) for t in self.tables.values() for fk in t.foreign_keys if fk.ref_table == table]
 
 
+def _acl(expr: str, kind: str, owner: str) -> str:
+    """SQL listing "grantee: PRIV, PRIV" for an ACL column, NULL read as the default, the owner left out (the
+    owner's own privileges differ between server versions and say nothing about least privilege)."""
+    return f"""ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END || ': '
+                            || string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type)
+                       FROM aclexplode(coalesce({expr}, acldefault('{kind}', {owner}))) a
+                      WHERE a.grantee <> {owner} GROUP BY a.grantee ORDER BY 1)"""
+
+
 def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema | None:
     """Everything of ``schema`` the catalogs know, or None when there is no such schema."""
     q = conn.execute
-    row = q("SELECT oid, obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (schema,))
+    row = q(
+        f"SELECT oid, obj_description(oid, 'pg_namespace'), {_acl('nspacl', 'n', 'nspowner')}"
+        " FROM pg_namespace WHERE nspname = %s",
+        (schema,),
+    )
     found = row.fetchone()
     if found is None:
         return None
-    nsp_oid, schema_comment = found
+    nsp_oid, schema_comment, schema_grants = found
     tables: dict[str, Table] = {}
     oids: dict[int, Table] = {}
     parents: list[tuple[str, str, str, str | None]] = []
-    for oid, name, is_partition, comment, partkey, bound, parent in q(
-        """SELECT c.oid, c.relname, c.relispartition, obj_description(c.oid, 'pg_class'),
+    for oid, name, is_partition, comment, partkey, bound, parent, grants in q(
+        f"""SELECT c.oid, c.relname, c.relispartition, obj_description(c.oid, 'pg_class'),
                   pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid),
-                  (SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid)
+                  (SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),
+                  {_acl("c.relacl", "r", "c.relowner")}
              FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname""",
         (nsp_oid,),
     ):
         if is_partition:
             parents.append((parent, name, bound, comment))
             continue
-        oids[oid] = tables[name] = Table(name, comment, partkey)
+        oids[oid] = tables[name] = Table(name, comment, partkey, tuple(grants))
     for parent, name, bound, comment in parents:
         if parent in tables:
             tables[parent].partitions.append(Partition(name, bound, comment))
@@ -157,6 +175,17 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
     ):
         ident = {"a": "always", "d": "by default"}.get(identity or "")
         oids[relid].columns.append(Column(name, typ, not_null, default, ident, comment))
+
+    for relid, grants in q(
+        """SELECT a.attrelid, ARRAY(SELECT x.grantee::regrole::text || ' (' || a.attname || '): '
+                                           || string_agg(x.privilege_type, ', ' ORDER BY x.privilege_type)
+                                      FROM aclexplode(a.attacl) x GROUP BY x.grantee ORDER BY 1)
+             FROM pg_attribute a
+            WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+            ORDER BY a.attrelid, a.attnum""",
+        (list(oids),),
+    ):
+        oids[relid].column_grants += tuple(grants)
 
     for relid, name, kind, definition, cols, ref_table, ref_cols, deltype in q(
         """SELECT c.conrelid, c.conname, c.contype, pg_get_constraintdef(c.oid),
@@ -198,10 +227,10 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
         oids[relid].triggers.append(Trigger(name, definition, function, events, timing))
 
     functions = [
-        Function(name, args, definition, comment)
-        for name, args, definition, comment in q(
-            """SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
-                      obj_description(p.oid, 'pg_proc')
+        Function(name, args, definition, comment, tuple(grants))
+        for name, args, definition, comment, grants in q(
+            f"""SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
+                      obj_description(p.oid, 'pg_proc'), {_acl("p.proacl", "f", "p.proowner")}
                  FROM pg_proc p WHERE p.pronamespace = %s ORDER BY 1, 2""",
             (nsp_oid,),
         )
@@ -221,7 +250,7 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
             (str(a), str(b))
             for a, b in q(f"SELECT from_status, to_status FROM {schema}.deployment_status_transitions ORDER BY 1, 2")
         ]
-    return Schema(schema, schema_comment, tables, functions, sequences, transitions)
+    return Schema(schema, schema_comment, tuple(schema_grants), tables, functions, sequences, transitions)
 
 
 def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, portable: bool = False) -> str:
@@ -235,6 +264,7 @@ def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, po
     if schema is None:
         return ""
     lines = [f"schema {schema.name}: {schema.comment}"]
+    lines.extend(f"  grant {g}" for g in schema.grants)
     for table in schema.tables.values():
         lines.append(f"table {table.name} -- {table.comment}")
         if table.partition_key:
@@ -251,6 +281,7 @@ def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, po
             f"  index {i.name}: {i.definition}" + (f" -- {i.comment}" if i.comment else "") for i in table.indexes
         )
         lines.extend(f"  trigger {t.name}: {t.definition}" for t in table.triggers)
+        lines.extend(f"  grant {g}" for g in (*table.grants, *sorted(table.column_grants)))
         for part in sorted(table.partitions, key=lambda p: p.name):
             if dated_partitions or not part.dated:
                 lines.append(f"partition {part.name} of {table.name}: {part.bound} -- {part.comment}")
@@ -258,6 +289,7 @@ def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, po
         lines.append(f"reference deployment_status_transitions: {from_status} -> {to_status}")
     for fn in schema.functions:
         lines.append(f"function {fn.name}({fn.arguments}) -- {fn.comment}")
+        lines.extend(f"  grant {g}" for g in fn.grants)
         if portable and fn.name in VERSION_SPECIFIC_FUNCTIONS:
             lines.append("  <body depends on the server version>")
             continue

@@ -39,6 +39,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0006": {"releases", "deployments", "deployment_status_transitions", "deployment_status_history"},
     "0007": {"configurations", "configuration_versions", "deployment_configurations"},
     "0008": {"metrics", "metric_series", "metric_samples"},
+    "0009": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

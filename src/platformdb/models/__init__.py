@@ -30,6 +30,9 @@ from platformdb.models.delivery import (
 )
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
 from platformdb.models.monitoring import Metric, MetricSample, MetricSeries
+from platformdb.models.base import register_privileges_sql
+
+register_privileges_sql()  # grants come last: they name every table
 
 __all__ = [
     "SCHEMA",

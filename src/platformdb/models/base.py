@@ -113,6 +113,11 @@ def _comment_indexes(target: MetaData, connection: Connection, **_: Any) -> None
                 connection.exec_driver_sql(f"COMMENT ON INDEX {SCHEMA}.{index.name} IS '{quoted}'")
 
 
+def register_privileges_sql() -> None:
+    """Run ``privileges.sql`` (group roles and grants) after every context's tables and functions exist."""
+    event.listen(metadata, "after_create", _ddl(context_sql("privileges")))
+
+
 def attach_sql(context_module_file: str) -> None:
     """Register the context's ``<module>.sql`` (functions, triggers) to run after ``metadata.create_all``.
 

@@ -9,8 +9,9 @@ CREATE TRIGGER trg_configurations_audit AFTER INSERT OR UPDATE OR DELETE ON plat
 -- Numbers a new version max+1 while holding the key's row lock, so concurrent edits serialize, versions
 -- stay contiguous and the last to commit wins. A writer may pass the version it expects to create
 -- (optimistic concurrency): any other number is refused.
+-- SECURITY DEFINER: locking the key's row needs UPDATE on configurations, which writers do not hold.
 CREATE FUNCTION platform.number_configuration_version() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_next integer;
 BEGIN
@@ -56,8 +57,9 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION platform.effective_configuration(uuid, uuid) IS 'The configuration in force for a service in an environment: per key, the live override, else the live default.';
 
+-- SECURITY DEFINER: deployment_configurations is written only by this trigger.
 CREATE FUNCTION platform.capture_deployment_configuration() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   INSERT INTO platform.deployment_configurations (deployment_id, configuration_id, version)
   SELECT NEW.id, e.configuration_id, e.version

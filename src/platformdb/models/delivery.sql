@@ -47,8 +47,9 @@ END
 $$;
 COMMENT ON FUNCTION platform.deployment_status_guard() IS 'BEFORE INSERT/UPDATE trigger of deployments: enforces the status state machine (SQLSTATE 23514, constraint trg_deployments_status_transition) and stamps started_at/deployed_at.';
 
+-- SECURITY DEFINER: services cannot write the history themselves, only through a status change.
 CREATE FUNCTION platform.record_deployment_status() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   INSERT INTO platform.deployment_status_history (deployment_id, from_status, to_status)
   VALUES (NEW.id, CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END, NEW.status);

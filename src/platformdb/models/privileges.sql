@@ -1,0 +1,77 @@
+-- Least privilege: one NOLOGIN group role per microservice, plus read-only, with grants for exactly what each
+-- owns and reads. Nothing is granted to PUBLIC. Logins are made per service instance with
+-- `platformdb roles grant-login NAME --role ROLE`; no service logs in as the schema owner.
+-- Roles are cluster-wide: created if missing, shared by every platformdb database on the cluster.
+
+DO $$
+DECLARE
+  r text;
+BEGIN
+  FOREACH r IN ARRAY ARRAY['platform_identity', 'platform_catalog', 'platform_delivery', 'platform_configuration',
+                           'platform_audit_reader', 'platform_metrics_writer', 'platform_readonly'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+    END IF;
+  END LOOP;
+END
+$$;
+COMMENT ON ROLE platform_identity IS 'platformdb group role: the identity service (users, teams, roles, grants).';
+COMMENT ON ROLE platform_catalog IS 'platformdb group role: the catalog service (services, environments, dependencies).';
+COMMENT ON ROLE platform_delivery IS 'platformdb group role: the delivery service (releases, deployments).';
+COMMENT ON ROLE platform_configuration IS 'platformdb group role: the configuration service (keys and versions).';
+COMMENT ON ROLE platform_audit_reader IS 'platformdb group role: reads the audit log.';
+COMMENT ON ROLE platform_metrics_writer IS 'platformdb group role: writes metric definitions, series and samples.';
+COMMENT ON ROLE platform_readonly IS 'platformdb group role: reads everything but password hashes and secret references.';
+
+REVOKE ALL ON SCHEMA platform FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA platform FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA platform FROM PUBLIC;
+GRANT USAGE ON SCHEMA platform TO platform_identity, platform_catalog, platform_delivery, platform_configuration,
+  platform_audit_reader, platform_metrics_writer, platform_readonly;
+-- Key defaults call uuidv7(); effective_configuration() is a read API.
+GRANT EXECUTE ON FUNCTION platform.uuidv7() TO platform_identity, platform_catalog, platform_delivery,
+  platform_configuration, platform_metrics_writer;
+GRANT EXECUTE ON FUNCTION platform.effective_configuration(uuid, uuid) TO platform_configuration, platform_delivery,
+  platform_readonly;
+
+-- identity: owns users (never deleted), teams, memberships, roles, permissions, grants.
+GRANT SELECT, INSERT, UPDATE ON platform.users TO platform_identity;
+GRANT SELECT, INSERT, UPDATE, DELETE ON platform.teams, platform.team_memberships, platform.roles,
+  platform.permissions, platform.role_permissions, platform.role_grants TO platform_identity;
+GRANT SELECT ON platform.services, platform.environments TO platform_identity;
+
+-- catalog: owns services, environments and dependencies; reads teams (owners).
+GRANT SELECT, INSERT, UPDATE, DELETE ON platform.services, platform.environments, platform.service_dependencies
+  TO platform_catalog;
+GRANT SELECT ON platform.teams TO platform_catalog;
+
+-- delivery: registers releases, runs deployments; history is written by triggers only.
+GRANT SELECT, INSERT ON platform.releases TO platform_delivery;
+GRANT SELECT, INSERT, UPDATE ON platform.deployments TO platform_delivery;
+GRANT SELECT ON platform.deployment_status_transitions, platform.deployment_status_history,
+  platform.deployment_configurations, platform.services, platform.environments TO platform_delivery;
+
+-- configuration: owns keys and versions (versions are append-only; numbering is the trigger's).
+GRANT SELECT, INSERT, DELETE ON platform.configurations TO platform_configuration;
+GRANT SELECT, INSERT ON platform.configuration_versions TO platform_configuration;
+GRANT SELECT ON platform.deployment_configurations, platform.services, platform.environments
+  TO platform_configuration;
+
+-- audit: rows are inserted only by the SECURITY DEFINER capture trigger; readers read.
+GRANT SELECT ON platform.audit_logs TO platform_audit_reader;
+
+-- monitoring: definitions, series and samples.
+GRANT SELECT, INSERT, UPDATE ON platform.metrics TO platform_metrics_writer;
+GRANT SELECT, INSERT ON platform.metric_series, platform.metric_samples TO platform_metrics_writer;
+GRANT SELECT ON platform.services, platform.environments TO platform_metrics_writer;
+
+-- read-only: every table, but not the columns that hold password hashes or secret references.
+GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platform.permissions,
+  platform.role_permissions, platform.role_grants, platform.environments, platform.services,
+  platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
+  platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
+  platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples TO platform_readonly;
+GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
+  TO platform_readonly;
+GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions
+  TO platform_readonly;
