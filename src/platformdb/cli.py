@@ -6,6 +6,7 @@ traceback of an unexpected error instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -220,6 +221,28 @@ def lint(ctx: click.Context, schema: str) -> None:
     click.echo(summary, err=True)
     if findings:
         sys.exit(1)
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              help="Start at the first row created at or after this UTC time (default: the oldest row).")  # fmt: skip
+@click.pass_context
+def audit_verify(ctx: click.Context, since: dt.datetime | None) -> None:
+    """Walk the audit hash chain; report the first broken link and exit 1, or the head hash."""
+    from platformdb.audit import verify
+    from platformdb.db import connect
+
+    with connect(_url(ctx)) as conn:
+        verdict = verify(conn, since.replace(tzinfo=dt.UTC) if since else None)
+    if not verdict.ok:
+        raise UserError(str(verdict))
+    out_console.print(str(verdict))
 
 
 # --- roles ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0007": {"configurations", "configuration_versions", "deployment_configurations"},
     "0008": {"metrics", "metric_series", "metric_samples"},
     "0009": set(),
+    "0010": {"audit_chain"},
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -41,6 +41,7 @@ ALL_TABLES = (
     "configuration_versions",
     "deployment_configurations",
     "audit_logs",
+    "audit_chain",
     "metrics",
     "metric_series",
     "metric_samples",
@@ -81,7 +82,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         "configuration_versions": {S, INS},
         **{t: {S} for t in ("deployment_configurations", "services", "environments")},
     },
-    "platform_audit_reader": {"audit_logs": {S}},
+    "platform_audit_reader": {"audit_logs": {S}, "audit_chain": {S}},
     "platform_metrics_writer": {
         "metrics": {S, INS, U},
         "metric_series": {S, INS},

@@ -11,7 +11,7 @@ from platformdb.models.base import SCHEMA, Base, metadata, register_base_sql
 register_base_sql()
 
 # ruff: noqa: E402, I001  (import order is the order the contexts' SQL runs)
-from platformdb.models.audit import AuditLog
+from platformdb.models.audit import AuditChain, AuditLog
 from platformdb.models.identity import (
     Permission,
     Role,
@@ -36,6 +36,7 @@ register_privileges_sql()  # grants come last: they name every table
 
 __all__ = [
     "SCHEMA",
+    "AuditChain",
     "AuditLog",
     "Base",
     "Configuration",

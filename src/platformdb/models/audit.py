@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, text
+from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, LargeBinary, text
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, CreatedAt, attach_sql
+from platformdb.models.base import Base, CreatedAt, Timestamps, attach_sql
 
 AUDIT_ACTIONS = ("insert", "update", "delete")
 
@@ -38,6 +38,7 @@ class AuditLog(Base):
         CheckConstraint("entity_type ~ '^[a-z_][a-z0-9_]*$'", name="entity_type_format"),
         CheckConstraint("char_length(actor_name) BETWEEN 1 AND 320", name="actor_name_length"),
         CheckConstraint("char_length(request_id) BETWEEN 1 AND 128", name="request_id_length"),
+        CheckConstraint("octet_length(prev_hash) = 32 AND octet_length(row_hash) = 32", name="hashes_are_sha256"),
         Index(
             "ix_audit_logs_entity_type_entity_id_created_at",
             "entity_type",
@@ -96,6 +97,27 @@ class AuditLog(Base):
     )
     after: Mapped[dict[str, Any] | None] = mapped_column(
         comment="Row image after the change, sensitive columns redacted; NULL for deletes."
+    )
+    prev_hash: Mapped[bytes] = mapped_column(
+        LargeBinary, comment="row_hash of the previous row of the chain (32 zero bytes for the first)."
+    )
+    row_hash: Mapped[bytes] = mapped_column(
+        LargeBinary,
+        comment="SHA-256 over this row's canonical form and prev_hash (platform.audit_row_hash): "
+        "changing, removing, inserting or reordering rows breaks the chain.",
+    )
+
+
+class AuditChain(Timestamps, Base):
+    """The head of the audit hash chain: one row, locked by each audited transaction while it appends."""
+
+    __tablename__ = "audit_chain"
+    __volume__ = "reference"
+    __table_args__ = (CheckConstraint("id", name="single_row"),)
+
+    id: Mapped[bool] = mapped_column(primary_key=True, server_default=text("true"), comment="Always true: one row.")
+    last_hash: Mapped[bytes] = mapped_column(
+        LargeBinary, comment="row_hash of the newest audit row; verify compares the chain's end with it."
     )
 
 

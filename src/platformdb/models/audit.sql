@@ -1,5 +1,18 @@
 -- Audit capture: one row in platform.audit_logs per changed row of every audited table.
 
+-- Tamper evidence: every row carries prev_hash (the previous row's row_hash) and row_hash = SHA-256 of the row's
+-- canonical form and prev_hash. The one row of audit_chain holds the newest row_hash; each audited transaction
+-- locks it while it appends, so concurrent writers extend one chain, never fork it.
+INSERT INTO platform.audit_chain (id, last_hash) VALUES (true, '\x0000000000000000000000000000000000000000000000000000000000000000');
+
+CREATE FUNCTION platform.audit_row_hash(r platform.audit_logs) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+RETURN sha256(convert_to(jsonb_build_array(
+  r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
+  r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex')
+)::text, 'UTF8'));
+COMMENT ON FUNCTION platform.audit_row_hash(platform.audit_logs) IS 'SHA-256 of an audit row''s canonical form (a JSON array of its fields, timestamps in UTC) and its prev_hash; used by the capture trigger and by `platformdb audit verify`.';
+
 -- Attached to an audited table as
 --   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('<pk cols>'[, '<redacted col>'...])
 -- TG_ARGV[0] lists the primary-key columns (comma-separated) that form entity_id; further arguments name
@@ -16,6 +29,7 @@ DECLARE
   v_client inet := coalesce(nullif(current_setting('platformdb.client_addr', true), '')::inet,
                             inet_client_addr());
   v_entity_id text;
+  v_log platform.audit_logs;
   i integer;
 BEGIN
   IF TG_OP <> 'INSERT' THEN v_before := to_jsonb(OLD); END IF;
@@ -38,15 +52,29 @@ BEGIN
   IF v_actor_name IS NULL AND v_actor_id IS NOT NULL THEN
     SELECT u.email INTO v_actor_name FROM platform.users u WHERE u.id = v_actor_id;
   END IF;
-  INSERT INTO platform.audit_logs
-    (actor_id, actor_name, db_role, action, entity_type, entity_id, request_id, client_addr, before, after)
-  VALUES
-    (v_actor_id, coalesce(v_actor_name, 'db:' || session_user), session_user, lower(TG_OP), TG_TABLE_NAME,
-     v_entity_id, nullif(current_setting('platformdb.request_id', true), ''), v_client, v_before, v_after);
+
+  -- Append to the chain: lock its head (held to commit), take the next id, hash, insert, move the head.
+  SELECT c.last_hash INTO v_log.prev_hash FROM platform.audit_chain c WHERE c.id FOR UPDATE;
+  v_log.id := nextval(pg_get_serial_sequence('platform.audit_logs', 'id'));
+  v_log.created_at := now();
+  v_log.transaction_id := txid_current();
+  v_log.actor_id := v_actor_id;
+  v_log.actor_name := coalesce(v_actor_name, 'db:' || session_user);
+  v_log.db_role := session_user;
+  v_log.action := lower(TG_OP);
+  v_log.entity_type := TG_TABLE_NAME;
+  v_log.entity_id := v_entity_id;
+  v_log.request_id := nullif(current_setting('platformdb.request_id', true), '');
+  v_log.client_addr := v_client;
+  v_log.before := v_before;
+  v_log.after := v_after;
+  v_log.row_hash := platform.audit_row_hash(v_log);
+  INSERT INTO platform.audit_logs OVERRIDING SYSTEM VALUE SELECT v_log.*;
+  UPDATE platform.audit_chain SET last_hash = v_log.row_hash, updated_at = now() WHERE id;
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: writes one platform.audit_logs row per change. Arguments: primary-key columns (comma-separated), then columns to redact.';
+COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: appends one hash-chained platform.audit_logs row per change. Arguments: primary-key columns (comma-separated), then columns to redact.';
 
 CREATE TRIGGER trg_audit_logs_append_only
   BEFORE UPDATE OR DELETE ON platform.audit_logs

@@ -75,3 +75,7 @@ GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) O
   TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions
   TO platform_readonly;
+
+-- The audit chain's head: auditors (and read-only) may read it, to anchor it outside the database.
+GRANT SELECT ON platform.audit_chain TO platform_audit_reader, platform_readonly;
+GRANT EXECUTE ON FUNCTION platform.audit_row_hash(platform.audit_logs) TO platform_audit_reader;

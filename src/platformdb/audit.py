@@ -1,0 +1,83 @@
+"""``platformdb audit verify``: walk the hash chain of platform.audit_logs and report the first broken link.
+
+The chain is in id order (ids are taken under the chain head's lock). Each row must hash to its row_hash
+(``platform.audit_row_hash``, the same function the capture trigger uses), link to its predecessor's row_hash,
+and the newest row must equal the head kept in ``platform.audit_chain``. The first row checked is the anchor:
+its prev_hash is trusted (after retention drops old partitions, it is the hash of a row no longer here);
+record the head hash outside the database from time to time to make even a wholesale rewrite evident.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+_WALK = """
+WITH chain AS (
+  SELECT l.id, l.prev_hash, l.row_hash, platform.audit_row_hash(l) AS computed,
+         lag(l.row_hash) OVER (ORDER BY l.id) AS predecessor, lag(l.id) OVER (ORDER BY l.id) AS predecessor_id
+    FROM platform.audit_logs l
+   WHERE l.id >= coalesce((SELECT min(s.id) FROM platform.audit_logs s WHERE s.created_at >= %(since)s), 0)
+)
+SELECT id, 'row content does not match its row_hash', encode(computed, 'hex'), encode(row_hash, 'hex')
+  FROM chain WHERE computed IS DISTINCT FROM row_hash
+UNION ALL
+SELECT id, format('prev_hash does not link to row %%s', predecessor_id), encode(predecessor, 'hex'),
+       encode(prev_hash, 'hex')
+  FROM chain WHERE predecessor IS NOT NULL AND prev_hash IS DISTINCT FROM predecessor
+ORDER BY 1, 2
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rows: int
+    first_id: int | None
+    last_id: int | None
+    head: str
+    broken_id: int | None = None
+    problem: str | None = None
+    expected: str | None = None
+    found: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def __str__(self) -> str:
+        if self.ok:
+            span = f"ids {self.first_id}..{self.last_id}" if self.rows else "no rows"
+            return f"audit chain verified: {self.rows} rows ({span}); head {self.head}"
+        where = f"row {self.broken_id}" if self.broken_id is not None else "the chain head"
+        return f"audit chain broken at {where}: {self.problem}: expected {self.expected}, found {self.found}"
+
+
+def verify(conn: psycopg.Connection[Any], since: dt.datetime | None = None) -> Verdict:
+    """Check the chain (from the first row created at or after ``since``, or from the oldest row)."""
+    since_param = since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one consistent view
+        head_row = conn.execute("SELECT encode(last_hash, 'hex') FROM platform.audit_chain").fetchone()
+        head = str(head_row[0]) if head_row else ""
+        span = conn.execute(
+            """SELECT count(*), min(id), max(id) FROM platform.audit_logs
+                WHERE id >= coalesce((SELECT min(s.id) FROM platform.audit_logs s WHERE s.created_at >= %s), 0)""",
+            (since_param,),
+        ).fetchone()
+        assert span is not None
+        rows, first_id, last_id = int(span[0]), span[1], span[2]
+        broken = conn.execute(_WALK, {"since": since_param}).fetchone()
+        if broken is not None:
+            return Verdict(rows, first_id, last_id, head, broken[0], broken[1], broken[2], broken[3])
+        newest = conn.execute(
+            "SELECT id, encode(row_hash, 'hex') FROM platform.audit_logs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    if newest is not None and newest[1] != head:
+        return Verdict(
+            rows, first_id, last_id, head, newest[0], "the newest row is not the chain head", head, newest[1]
+        )
+    return Verdict(rows, first_id, last_id, head)
