@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,8 @@ from sqlalchemy import URL
 from platformdb.db import ENV_URL, check, resolve_url
 from platformdb.errors import UserError
 
-out = out_console = Console(highlight=False, soft_wrap=True)
+# Piped output keeps 120 columns (or $COLUMNS) rather than rich's 80, so tables stay on one line per row.
+out = out_console = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size((120, 24)).columns)
 
 
 class _Group(click.Group):
@@ -243,6 +245,63 @@ def audit_verify(ctx: click.Context, since: dt.datetime | None) -> None:
     if not verdict.ok:
         raise UserError(str(verdict))
     out_console.print(str(verdict))
+
+
+# --- partitions ----------------------------------------------------------------------------------------
+@main.group()
+def partitions() -> None:
+    """Partition maintenance for audit_logs (monthly) and metric_samples (daily); safe to run from cron."""
+
+
+_TABLE_OPTION = click.option("--table", type=click.Choice(["audit_logs", "metric_samples"]), help="Only this table.")
+
+
+def _partition_report(reports: list[Any], *, action: str) -> None:
+    from platformdb.partitions import Report
+
+    now = dt.datetime.now(dt.UTC)
+    table = Table("table", action, "partitions", "covered until (UTC)", "days ahead", "rows in DEFAULT", box=None)
+    for report in reports:
+        assert isinstance(report, Report)
+        did = (f"{report.created} created, {report.moved} rows moved" if action == "ensure"
+               else (", ".join(report.dropped) or "nothing to drop"))  # fmt: skip
+        until = report.covered_until.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if report.covered_until else "-"
+        table.add_row(report.table, did, str(report.partitions), until, f"{report.days_ahead(now):.1f}",
+                      str(report.default_rows))  # fmt: skip
+    out_console.print(table)
+    for report in reports:
+        if report.default_rows:
+            click.echo(f"warning: {report.table}: {report.default_rows} rows wait in the DEFAULT partition beyond the "
+                       "covered range; run ensure with a larger --ahead", err=True)  # fmt: skip
+
+
+@partitions.command("ensure")
+@click.option("--ahead", "ahead", type=click.IntRange(min=0), default=14, show_default=True,
+              help="Cover writes up to this many days from now.")  # fmt: skip
+@_TABLE_OPTION
+@click.pass_context
+def partitions_ensure(ctx: click.Context, ahead: int, table: str | None) -> None:
+    """Create the partitions up to --ahead days from now, moving in rows that waited in DEFAULT."""
+    from platformdb import partitions as maintenance
+    from platformdb.db import connect
+
+    with connect(_url(ctx), autocommit=True) as conn:
+        _partition_report(maintenance.ensure(conn, ahead, table), action="ensure")
+
+
+@partitions.command("prune")
+@click.option("--retain", "retain", type=click.IntRange(min=1), required=True,
+              help="Keep this many days; drop whole partitions that end before.")  # fmt: skip
+@click.option("--detach", is_flag=True, help="Detach (keep as tables, to archive) instead of dropping.")
+@_TABLE_OPTION
+@click.pass_context
+def partitions_prune(ctx: click.Context, retain: int, detach: bool, table: str | None) -> None:
+    """Drop (or detach) whole partitions older than --retain days; never a bulk DELETE."""
+    from platformdb import partitions as maintenance
+    from platformdb.db import connect
+
+    with connect(_url(ctx), autocommit=True) as conn:
+        _partition_report(maintenance.prune(conn, retain, table, detach=detach), action="prune")
 
 
 # --- roles ---------------------------------------------------------------------------------------------

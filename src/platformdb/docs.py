@@ -237,6 +237,8 @@ def _table_page(schema: Schema, table: Table, facts: dict[str, tuple[str, str]])
         out.append("| none | | |")
     out += ["", "## Privileges", ""]
     out += [f"- {g}" for g in (*table.grants, *sorted(table.column_grants))] or ["- owner only"]
+    if table.options:
+        out += ["", "## Storage", "", f"`WITH ({', '.join(table.options)})`"]
     if table.partition_key:
         fixed = [p for p in table.partitions if not p.dated]
         out += [
@@ -246,7 +248,12 @@ def _table_page(schema: Schema, table: Table, facts: dict[str, tuple[str, str]])
             f"`PARTITION BY {table.partition_key}`. Calendar partitions (`{table.name}_pYYYY_MM…`) are created "
             "ahead by `platform.ensure_partitions()`; they are not listed here because they depend on the date.",
             "",
-            *(f"- `{p.name}`: {p.bound} — {_cell(p.comment)}" for p in fixed),
+            *(
+                f"- `{p.name}`: {p.bound}"
+                + (f" `WITH ({', '.join(p.options)})`" if p.options else "")
+                + f" — {_cell(p.comment)}"
+                for p in fixed
+            ),
         ]
     return "\n".join(out) + "\n"
 

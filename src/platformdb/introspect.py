@@ -71,6 +71,7 @@ class Partition:
     name: str
     bound: str
     comment: str | None
+    options: tuple[str, ...] = ()
 
     @property
     def dated(self) -> bool:
@@ -82,6 +83,7 @@ class Table:
     name: str
     comment: str | None
     partition_key: str | None
+    options: tuple[str, ...] = ()  # storage parameters (reloptions), e.g. fillfactor=90
     grants: tuple[str, ...] = ()  # "role: PRIVILEGE, ..." for every grantee but the owner
     column_grants: tuple[str, ...] = ()  # "role (column): PRIVILEGE, ..."
     columns: list[Column] = field(default_factory=list)
@@ -149,22 +151,22 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
     nsp_oid, schema_comment, schema_grants = found
     tables: dict[str, Table] = {}
     oids: dict[int, Table] = {}
-    parents: list[tuple[str, str, str, str | None]] = []
-    for oid, name, is_partition, comment, partkey, bound, parent, grants in q(
+    parents: list[tuple[str, Partition]] = []
+    for oid, name, is_partition, comment, partkey, bound, parent, grants, options in q(
         f"""SELECT c.oid, c.relname, c.relispartition, obj_description(c.oid, 'pg_class'),
                   pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid),
                   (SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),
-                  {_acl("c.relacl", "r", "c.relowner")}
+                  {_acl("c.relacl", "r", "c.relowner")}, coalesce(c.reloptions, '{{}}')
              FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname""",
         (nsp_oid,),
     ):
         if is_partition:
-            parents.append((parent, name, bound, comment))
+            parents.append((parent, Partition(name, bound, comment, tuple(sorted(options)))))
             continue
-        oids[oid] = tables[name] = Table(name, comment, partkey, tuple(grants))
-    for parent, name, bound, comment in parents:
+        oids[oid] = tables[name] = Table(name, comment, partkey, tuple(sorted(options)), tuple(grants))
+    for parent, partition in parents:
         if parent in tables:
-            tables[parent].partitions.append(Partition(name, bound, comment))
+            tables[parent].partitions.append(partition)
 
     for relid, name, typ, not_null, default, identity, comment in q(
         """SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -269,6 +271,8 @@ def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, po
         lines.append(f"table {table.name} -- {table.comment}")
         if table.partition_key:
             lines.append(f"  partition by {table.partition_key}")
+        if table.options:
+            lines.append(f"  with ({', '.join(table.options)})")
         for col in table.columns:
             parts = [f"  column {col.name} {col.type}", "not null" if col.not_null else "null"]
             if col.identity:
@@ -284,7 +288,8 @@ def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, po
         lines.extend(f"  grant {g}" for g in (*table.grants, *sorted(table.column_grants)))
         for part in sorted(table.partitions, key=lambda p: p.name):
             if dated_partitions or not part.dated:
-                lines.append(f"partition {part.name} of {table.name}: {part.bound} -- {part.comment}")
+                options = f" with ({', '.join(part.options)})" if part.options else ""
+                lines.append(f"partition {part.name} of {table.name}: {part.bound}{options} -- {part.comment}")
     for from_status, to_status in schema.transitions:
         lines.append(f"reference deployment_status_transitions: {from_status} -> {to_status}")
     for fn in schema.functions:

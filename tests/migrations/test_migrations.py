@@ -41,6 +41,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0008": {"metrics", "metric_series", "metric_samples"},
     "0009": set(),
     "0010": {"audit_chain"},
+    "0011": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

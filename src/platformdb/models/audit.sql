@@ -86,5 +86,9 @@ CREATE TRIGGER trg_audit_logs_no_truncate
 CREATE TABLE platform.audit_logs_default PARTITION OF platform.audit_logs DEFAULT;
 CREATE TRIGGER trg_audit_logs_no_truncate BEFORE TRUNCATE ON platform.audit_logs_default
   FOR EACH STATEMENT EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
+-- Append-only and time-ordered: vacuum by inserts (keeps the visibility map fresh for index-only scans and
+-- spreads freezing), analyze often (the current partition grows from empty). Every new partition copies these.
+ALTER TABLE platform.audit_logs_default SET (autovacuum_vacuum_insert_threshold = 100000,
+  autovacuum_vacuum_insert_scale_factor = 0, autovacuum_analyze_scale_factor = 0.05);
 COMMENT ON TABLE platform.audit_logs_default IS 'Catch-all partition: holds rows whose month has no partition yet, so an audited write never fails for want of one.';
 SELECT platform.ensure_partitions('platform.audit_logs', 'month', now(), now() + interval '2 months');

@@ -9,5 +9,8 @@ CREATE TRIGGER trg_metric_series_immutable BEFORE UPDATE ON platform.metric_seri
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a series is identified by its metric, service, environment and labels');
 
 CREATE TABLE platform.metric_samples_default PARTITION OF platform.metric_samples DEFAULT;
+-- Insert-only at high rate: vacuum by inserts, analyze often; every new partition copies these settings.
+ALTER TABLE platform.metric_samples_default SET (autovacuum_vacuum_insert_threshold = 100000,
+  autovacuum_vacuum_insert_scale_factor = 0, autovacuum_analyze_scale_factor = 0.05);
 COMMENT ON TABLE platform.metric_samples_default IS 'Catch-all partition: holds samples whose day has no partition yet, so ingest never fails for want of one.';
 SELECT platform.ensure_partitions('platform.metric_samples', 'day', now(), now() + interval '7 days');
