@@ -167,6 +167,20 @@ def demo(ctx: click.Context) -> None:
     out.print(demo_data.summary(url, freshly_loaded=loaded))
 
 
+@main.command()
+@click.option("--scale", type=int, default=1, show_default=True, help="Size: 60 services, 150 users... per unit.")
+@click.option("--seed", "seed_value", type=int, default=1, show_default=True, help="Same seed, same data.")
+@click.pass_context
+def seed(ctx: click.Context, scale: int, seed_value: int) -> None:
+    """Load a deterministic, realistic data set into an empty database, through its rules, then ANALYZE."""
+    from platformdb import seed as seeding
+
+    seeding.check_scale(scale)
+    url = _url(ctx)
+    report = seeding.seed(url, scale=scale, seed=seed_value)
+    out.print(seeding.summary(report))
+
+
 # --- docs ----------------------------------------------------------------------------------------------
 @main.command()
 @click.option(

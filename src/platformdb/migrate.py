@@ -50,8 +50,12 @@ def check_revision(rev: str) -> None:
 
 def current(url: URL) -> str | None:
     """The revision the database is at, or None for an unmigrated database."""
-    with engine(url).connect() as conn:
-        heads = MigrationContext.configure(conn).get_current_heads()
+    eng = engine(url)
+    try:
+        with eng.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+    finally:
+        eng.dispose()  # leave no pooled session behind
     return heads[0] if heads else None
 
 

@@ -75,7 +75,8 @@ def ensure(conn: psycopg.Connection[Any], ahead_days: int, table: str | None = N
             ).fetchone()
             start = oldest[0] if oldest and oldest[0] else None
             created = conn.execute(
-                "SELECT platform.ensure_partitions(%s::regclass, %s, coalesce(%s, now()), now() + make_interval(days => %s))",
+                "SELECT platform.ensure_partitions(%s::regclass, %s, coalesce(%s, now()),"
+                " now() + make_interval(days => %s))",
                 (f"platform.{name}", granularity, start, ahead_days),
             ).fetchone()
             report.created = int(created[0]) if created else 0

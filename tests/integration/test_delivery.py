@@ -186,7 +186,7 @@ def test_deployments_deployed_after_started(conn: psycopg.Connection[Any], make:
     finish = "UPDATE platform.deployments SET status = 'succeeded', deployed_at = %s WHERE id = %s"
     with rejected("23514", "ck_deployments_deployed_after_started"):
         conn.execute(finish, (started - dt.timedelta(seconds=1), deployment))
-    with rejected("23514", "ck_deployments_deployed_after_started"):  # the automatic stamp (now) is too early
+    with rejected("23514", "ck_deployments_deployed_after_started"):  # the automatic stamp (the clock) is too early
         make.set_status(deployment, "succeeded")
     assert deployment_row(conn, deployment) == ("in_progress", started, None)
     conn.execute(finish, (started, deployment))

@@ -21,7 +21,8 @@ def partitions_of(conn: psycopg.Connection[Any], parent: str) -> list[str]:
 
 def where(conn: psycopg.Connection[Any], series: int) -> list[tuple[str, int]]:
     rows = conn.execute(
-        "SELECT tableoid::regclass::text, count(*) FROM platform.metric_samples WHERE series_id = %s GROUP BY 1 ORDER BY 1",
+        "SELECT tableoid::regclass::text, count(*) FROM platform.metric_samples"
+        " WHERE series_id = %s GROUP BY 1 ORDER BY 1",
         (series,),
     ).fetchall()
     return [(r[0], r[1]) for r in rows]

@@ -344,6 +344,7 @@ CREATE TRIGGER trg_releases_audit AFTER INSERT OR UPDATE OR DELETE ON platform.r
 
 -- A deployment is born pending and moves only along platform.deployment_status_transitions. Entering
 -- in_progress stamps started_at, leaving the active statuses stamps deployed_at, unless the writer gave them.
+-- Stamps use clock_timestamp(), not now(): a transaction that began before the rollout started may finish it.
 CREATE FUNCTION platform.deployment_status_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -361,10 +362,10 @@ BEGIN
     END IF;
   END IF;
   IF NEW.status = 'in_progress' AND NEW.started_at IS NULL THEN
-    NEW.started_at := now();
+    NEW.started_at := clock_timestamp();
   END IF;
   IF NEW.status NOT IN ('pending', 'in_progress') AND NEW.deployed_at IS NULL THEN
-    NEW.deployed_at := now();
+    NEW.deployed_at := clock_timestamp();
   END IF;
   RETURN NEW;
 END

@@ -1,0 +1,96 @@
+"""Delivery: what runs where, a service's deployment history, rollouts under way and their timelines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from platformdb.queries.base import Query, Sampler, sample
+
+FIRST_PAGE = {
+    "before_created_at": dt.datetime.max.replace(tzinfo=dt.UTC),
+    "before_id": uuid.UUID(int=(1 << 128) - 1),
+}
+"""The deployment_history cursor of the first page: after every (created_at, id)."""
+PAGE_SIZE = 50
+
+RUNNING_IN_ENVIRONMENT = Query(
+    name="delivery.running_in_environment",
+    caller='delivery service and the portal\'s environment dashboard ("what runs where"): per service, the '
+    "latest succeeded deployment in one environment. One backward index probe per service (LATERAL ... LIMIT 1) "
+    "instead of reading the environment's whole history.",
+    kind="range",
+    sql="""
+SELECT s.id AS service_id, s.name, d.id AS deployment_id, d.version, d.deployed_at
+  FROM platform.services s
+  CROSS JOIN LATERAL (
+    SELECT d.id, d.version, d.deployed_at
+      FROM platform.deployments d
+     WHERE d.environment_id = %(environment_id)s
+       AND d.service_id = s.id
+       AND d.status = 'succeeded'
+     ORDER BY d.deployed_at DESC
+     LIMIT 1) d
+ ORDER BY s.name
+""",
+    params=lambda s: s.row(sample("id AS environment_id", "platform.environments")),
+)
+
+
+def _history_params(s: Sampler) -> dict[str, Any]:
+    """A page of a service's history: the first page half of the time, else the page after a deployment."""
+    row = s.row(sample("service_id, created_at, id", "platform.deployments"))
+    cursor = FIRST_PAGE if s.rng.random() < 0.5 else {"before_created_at": row["created_at"], "before_id": row["id"]}
+    return {"service_id": row["service_id"], **cursor, "page_size": PAGE_SIZE}
+
+
+DEPLOYMENT_HISTORY = Query(
+    name="delivery.deployment_history",
+    caller="delivery service's API and the portal's service page: a service's deployments newest first, one "
+    "keyset page at a time. The cursor is the (created_at, id) of the last row of the previous page (FIRST_PAGE "
+    "for the first); the row comparison is an index condition, so a page reads PAGE_SIZE index entries "
+    "backwards and never sorts the history.",
+    kind="range",
+    sql="""
+SELECT d.id, d.version, d.environment_id, d.status, d.created_at, d.deployed_at
+  FROM platform.deployments d
+ WHERE d.service_id = %(service_id)s
+   AND (d.created_at, d.id) < (%(before_created_at)s, %(before_id)s)
+ ORDER BY d.created_at DESC, d.id DESC
+ LIMIT %(page_size)s
+""",
+    params=_history_params,
+)
+
+ACTIVE_DEPLOYMENTS = Query(
+    name="delivery.active_deployments",
+    caller="delivery service's rollout controller, polling every few seconds, and the portal's \"under way\" "
+    "banner: every deployment pending or in progress. Its predicate is the one of the partial unique index, "
+    "which holds only active deployments.",
+    kind="range",
+    sql="""
+SELECT d.id, s.name AS service, e.name AS environment, d.version, d.status, d.created_at, d.started_at
+  FROM platform.deployments d
+  JOIN platform.services s ON s.id = d.service_id
+  JOIN platform.environments e ON e.id = d.environment_id
+ WHERE d.status IN ('pending', 'in_progress')
+ ORDER BY d.created_at
+""",
+)
+
+DEPLOYMENT_TIMELINE = Query(
+    name="delivery.deployment_timeline",
+    caller="delivery service's API and the portal's deployment page: the statuses one deployment went through, "
+    "in order.",
+    kind="point",
+    sql="""
+SELECT h.from_status, h.to_status, h.created_at
+  FROM platform.deployment_status_history h
+ WHERE h.deployment_id = %(deployment_id)s
+ ORDER BY h.id
+""",
+    params=lambda s: s.row(sample("id AS deployment_id", "platform.deployments")),
+)
+
+QUERIES = [RUNNING_IN_ENVIRONMENT, DEPLOYMENT_HISTORY, ACTIVE_DEPLOYMENTS, DEPLOYMENT_TIMELINE]
