@@ -61,7 +61,8 @@ class ConfigurationVersion(CreatedOnly, Base):
             name="value_matches_kind",
         ),
         CheckConstraint(
-            r"secret_ref ~ '^[a-z][a-z0-9+.-]*://[^\s]+$' AND char_length(secret_ref) <= 1024",
+            # A URI: printable ASCII without spaces (RFC 3986), which also rules out Unicode whitespace.
+            "secret_ref ~ '^[a-z][a-z0-9+.-]*://[!-~]+$' AND char_length(secret_ref) <= 1024",
             name="secret_ref_format",
         ),
         # The numbering trigger assigns versions; this guards writes made with triggers disabled

@@ -122,7 +122,7 @@ def upgrade() -> None:
             "kind IN ('plain', 'secret', 'deleted')", name=op.f("ck_configuration_versions_kind_allowed")
         ),
         sa.CheckConstraint(
-            "secret_ref ~ '^[a-z][a-z0-9+.-]*://[^\\s]+$' AND char_length(secret_ref) <= 1024",
+            "secret_ref ~ '^[a-z][a-z0-9+.-]*://[!-~]+$' AND char_length(secret_ref) <= 1024",
             name=op.f("ck_configuration_versions_secret_ref_format"),
         ),
         sa.CheckConstraint("version >= 1", name=op.f("ck_configuration_versions_version_positive")),
