@@ -408,7 +408,8 @@ MISS_REASONS = {
     "returns one row per service (as many more as there are services), the active rollouts are a fixed share of the "
     "services (and, right after the seed, read dead index entries; see the original-schema note below), the blast "
     "radius grows with the dependency graph, and a service's series accumulate with its rollouts. Their cost "
-    "follows their result size rather than an index gone wrong; the point lookups by key stay flat.",
+    "follows their result size rather than an index gone wrong. Where the growth table shows the p50 flat and "
+    "only the p99 grown, the tail moved (a slow sample on a busy machine), not the query's work.",
     "COPY ingest": "Every sample row is checked against the foreign key `metric_samples.series_id -> metric_series` "
     "(a trigger-queued lookup per row) and inserted into its day partition's primary key index, and the table is "
     "logged (WAL); the unlogged heap with no index does none of that. docs/PERFORMANCE-SEED.md measured COPY "
@@ -429,8 +430,10 @@ BEHIND_REASONS = {
     "and checks no active account.",
     "services list": "both read the whole table in name order; ours is a wider row (owner, tier, timestamps), so "
     "a few more pages and bytes per service.",
-    "deployment history, newest first (page of 50)": "both walk an index on the service; theirs has no environment "
-    "column to return.",
+    "deployment history, newest first (page of 50)": "at this size a service has tens to hundreds of deployments, "
+    "so fetching them all by its service_id index and sorting them (theirs) costs about what our keyset walk of "
+    "(service_id, created_at, id) does, and ours returns one more column (the environment) from a wider row. The "
+    "keyset index pays off on long histories and later pages, not measured separately here.",
     "active deployments": "theirs reads its plain status index (only the active rows). Ours reads the partial "
     "unique index of active rollouts per environment, which right after the seed still holds an entry for every "
     "version of a deployment that was ever active (the seed's replay moves each deployment from pending through "
@@ -713,7 +716,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     scales = sorted(results["scales"], key=int)
     names = list(results["scales"][scales[0]]["queries"])
-    fig, ax = plt.subplots(figsize=(11, 7))
+    fig, ax = plt.subplots(figsize=(12, 7))
     height = 0.8 / len(scales)
     for i, scale in enumerate(scales):
         values = [results["scales"][scale]["queries"][n]["p99_ms"] for n in names]
@@ -727,7 +730,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("p99 latency, ms (log scale)")
     ax.set_title("platformdb catalog queries: p99 latency by scale (PostgreSQL 18, prepared, one connection)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -22,7 +22,9 @@ DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancell
 ACTIVE_STATUSES = ("pending", "in_progress")
 SEMVER = (
     r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
-    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    # Pre-release identifiers: numeric ones without leading zeros (semver.org 2.0, rule 9).
+    r"(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
+    r"(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
 )
 
 

@@ -17,6 +17,9 @@ from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk, attach
 
 SLUG = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 """Lower-case kebab-case identifiers (team, role, service and environment names)."""
+WHITESPACE = r"\s\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Whitespace for rules on free text (a bracket-expression body): ASCII and Unicode spaces, the set Python's
+str.isspace() knows, because PostgreSQL's \\s matches ASCII whitespace only in the C locale."""
 
 
 class User(Timestamps, Base):
@@ -24,7 +27,10 @@ class User(Timestamps, Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(r"email ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$' AND char_length(email) <= 254", name="email_format"),
+        CheckConstraint(
+            f"email ~ '^[^@{WHITESPACE}]+@[^@{WHITESPACE}]+\\.[^@{WHITESPACE}]+$' AND char_length(email) <= 254",
+            name="email_format",
+        ),
         CheckConstraint(
             r"password_hash ~ '^\$(argon2(id|i|d)\$v=[0-9]+\$m=[0-9]+,t=[0-9]+,p=[0-9]+|2[aby]\$[0-9]{2}"
             r"|scrypt\$ln=[0-9]+,r=[0-9]+,p=[0-9]+|pbkdf2-sha(256|512)\$[0-9]+)\$[A-Za-z0-9./+=$-]+$'"
@@ -32,7 +38,7 @@ class User(Timestamps, Base):
             name="password_hash_format",
         ),
         CheckConstraint(
-            r"char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\s|\s$'",
+            f"char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^[{WHITESPACE}]|[{WHITESPACE}]$'",
             name="display_name_length",
         ),
         CheckConstraint("deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"),
@@ -64,7 +70,8 @@ class Team(Timestamps, Base):
     __table_args__ = (
         CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),
         CheckConstraint(
-            r"char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\s|\s$'", name="display_name_length"
+            f"char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^[{WHITESPACE}]|[{WHITESPACE}]$'",
+            name="display_name_length",
         ),
         UniqueConstraint("name"),
     )

@@ -65,11 +65,12 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\\s|\\s$'",
+            "char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^[\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]|[\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]$'",
             name=op.f("ck_users_display_name_length"),
         ),
         sa.CheckConstraint(
-            "email ~ '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$' AND char_length(email) <= 254", name=op.f("ck_users_email_format")
+            "email ~ '^[^@\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+@[^@\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+\\.[^@\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+$' AND char_length(email) <= 254",
+            name=op.f("ck_users_email_format"),
         ),
         sa.CheckConstraint(
             "password_hash ~ '^\\$(argon2(id|i|d)\\$v=[0-9]+\\$m=[0-9]+,t=[0-9]+,p=[0-9]+|2[aby]\\$[0-9]{2}|scrypt\\$ln=[0-9]+,r=[0-9]+,p=[0-9]+|pbkdf2-sha(256|512)\\$[0-9]+)\\$[A-Za-z0-9./+=$-]+$' AND char_length(password_hash) <= 512",
@@ -107,7 +108,7 @@ def upgrade() -> None:
             comment="When the row was last changed; maintained by trigger trg_<table>_updated_at.",
         ),
         sa.CheckConstraint(
-            "char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^\\s|\\s$'",
+            "char_length(display_name) BETWEEN 1 AND 200 AND display_name !~ '^[\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]|[\\s\\u001c-\\u001f\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]$'",
             name=op.f("ck_teams_display_name_length"),
         ),
         sa.CheckConstraint(

@@ -54,7 +54,7 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("commit_sha ~ '^([0-9a-f]{40}|[0-9a-f]{64})$'", name=op.f("ck_releases_commit_sha_format")),
         sa.CheckConstraint(
-            "version ~ '^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$' AND char_length(version) <= 128",
+            "version ~ '^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\\+[0-9A-Za-z-]+(\\.[0-9A-Za-z-]+)*)?$' AND char_length(version) <= 128",
             name=op.f("ck_releases_version_semver"),
         ),
         sa.ForeignKeyConstraint(
