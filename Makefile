@@ -8,7 +8,8 @@ PG15_BIN := /usr/lib/postgresql/15/bin
 # The embedded server keeps its data here (see README); override to put it elsewhere.
 export PLATFORMDB_HOME ?= $(CURDIR)/.platformdb
 
-.PHONY: demo test lint typecheck snapshot docs server-stop clean system-deps
+.PHONY: demo test lint typecheck snapshot docs reliability server-stop clean system-deps
+.PHONY: bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,18 @@ snapshot: $(STAMP)
 
 docs: $(STAMP) system-deps
 	$(BIN)/python -m tests.regenerate docs
+
+## bench: measure the catalog queries (scales 1 and 5), ingest and audited writes on a throwaway PostgreSQL 18;
+## writes bench/results/, docs/PERFORMANCE.md and docs/performance-latency.png (2-3 minutes on 2 cores)
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/platformdb bench --scales 1,5
+
+## reliability: run the reliability tests and regenerate docs/RELIABILITY.md with the figures they counted
+reliability: $(STAMP) system-deps
+	rm -f .platformdb/reliability.json
+	PLATFORMDB_RELIABILITY_REPORT=$(CURDIR)/.platformdb/reliability.json $(BIN)/python -m pytest tests/reliability -q
+	$(BIN)/python -m tests.reliability.render .platformdb/reliability.json > docs/RELIABILITY.md
 
 server-stop: $(STAMP)
 	$(BIN)/platformdb server stop

@@ -59,8 +59,19 @@ class Verdict:
 def verify(conn: psycopg.Connection[Any], since: dt.datetime | None = None) -> Verdict:
     """Check the chain (from the first row created at or after ``since``, or from the oldest row)."""
     since_param = since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if idle:  # one consistent view of the chain and its head; inside a caller's transaction, use that one
+        saved = (conn.isolation_level, conn.read_only)
+        conn.isolation_level, conn.read_only = psycopg.IsolationLevel.REPEATABLE_READ, True
+    try:
+        return _verify(conn, since_param)
+    finally:
+        if idle:
+            conn.isolation_level, conn.read_only = saved
+
+
+def _verify(conn: psycopg.Connection[Any], since_param: dt.datetime) -> Verdict:
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one consistent view
         head_row = conn.execute("SELECT encode(last_hash, 'hex') FROM platform.audit_chain").fetchone()
         head = str(head_row[0]) if head_row else ""
         span = conn.execute(

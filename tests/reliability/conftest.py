@@ -1,0 +1,87 @@
+"""Reliability tests: what each one measured (generated cases, races run, crashes survived) and whether it passed.
+
+Every test here takes the ``reliability`` fixture, a :class:`Record` it fills in as it runs. When the test
+ends, the record gets the test's outcome and is appended to the JSON file named by
+``$PLATFORMDB_RELIABILITY_REPORT`` (a JSON list, one object per test run), from which ``make reliability``
+renders docs/RELIABILITY.md. Without the variable nothing is written; the figures still show in the
+terminal summary (one line per test with ``-v``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.report import REPORT_ENV, Record, append_record, summary_line
+
+_PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
+_finished: list[Record] = []
+
+
+def _kind(module: str) -> str:
+    for kind, marker in (("property", "propert"), ("race", "race"), ("crash", "crash"), ("resource", "hygiene")):
+        if marker in module.rsplit(".", 1)[-1]:
+            return kind
+    return "other"
+
+
+def _server(item: pytest.Item) -> str | None:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for key in ("server", "durable"):
+        value = params.get(key)
+        if isinstance(value, str):
+            return value
+        if value is not None and hasattr(value, "name"):
+            return str(value.name)
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    item.stash.setdefault(_PHASES, {})[report.when] = report
+    return report
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Iterator[Record]:
+    item = request.node
+    record = Record(
+        test=item.nodeid,
+        name=item.originalname if isinstance(item, pytest.Function) else item.name,
+        kind=_kind(item.module.__name__ if item.module else ""),
+        server=_server(item),
+    )
+    started = time.monotonic()
+    yield record
+    record.duration_s = round(time.monotonic() - started, 2)
+    phases = item.stash.get(_PHASES, {})
+    call = phases.get("call")
+    if call is None:
+        record.outcome = "error"
+    else:
+        record.outcome = "passed" if call.passed else ("failed" if call.failed else call.outcome)
+    _finished.append(record)
+    print(f"\n{summary_line(record)}")
+    path = os.environ.get(REPORT_ENV)
+    if path:
+        append_record(Path(path), record)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _finished:
+        return
+    by_kind: dict[str, int] = {}
+    for record in _finished:
+        by_kind[record.kind] = by_kind.get(record.kind, 0) + record.cases
+    failed = sum(r.outcome != "passed" for r in _finished)
+    totals = ", ".join(f"{n} {kind} cases" for kind, n in sorted(by_kind.items()))
+    terminalreporter.write_line(f"platformdb reliability: {len(_finished)} tests ({failed} not passed): {totals}")
+    if terminalreporter.config.getoption("verbose") > 0:
+        for record in _finished:
+            terminalreporter.write_line(f"  {summary_line(record)}")
