@@ -14,7 +14,7 @@ export PLATFORMDB_HOME ?= $(CURDIR)/.platformdb
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,bench]"
 	touch $(STAMP)
 
 ## demo: set up, start the embedded PostgreSQL 18, migrate to head, load demo data, show what runs where
