@@ -26,6 +26,12 @@ def rejected(sqlstate: str, constraint: str | None) -> Iterator[None]:
     assert (err.sqlstate, err.diag.constraint_name) == (sqlstate, constraint), err.diag.message_primary
 
 
+def restrict_sqlstate(conn: psycopg.Connection[Any]) -> str:
+    """SQLSTATE of an ON DELETE RESTRICT violation: restrict_violation (23001) since PostgreSQL 18,
+    foreign_key_violation (23503) before; the constraint named is the same on both."""
+    return "23001" if conn.info.server_version >= 180000 else "23503"
+
+
 class Make:
     """Creates valid rows; keyword arguments override any column."""
 

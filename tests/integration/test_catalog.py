@@ -7,15 +7,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import Make, rejected
+from tests.factories import Make, rejected, restrict_sqlstate
 
 BAD_NAMES = ["Payments", "payments_api", "-payments", "payments-", "pay--ments", "1payments", "pay ments", "a" * 64, ""]
-
-
-def restrict_sqlstate(conn: psycopg.Connection[Any]) -> str:
-    """SQLSTATE of an ON DELETE RESTRICT violation: restrict_violation (23001) since PostgreSQL 18,
-    foreign_key_violation (23503) before; the constraint named is the same on both."""
-    return "23001" if conn.info.server_version >= 180000 else "23503"
 
 
 # services ------------------------------------------------------------------------------------------------

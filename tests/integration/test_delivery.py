@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import COMMIT_SHA, DIGEST, Make, rejected
+from tests.factories import COMMIT_SHA, DIGEST, Make, rejected, restrict_sqlstate
 
 STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 LEGAL_TRANSITIONS = {
@@ -45,12 +45,6 @@ def deployment_row(conn: psycopg.Connection[Any], deployment_id: uuid.UUID) -> t
     ).fetchone()
     assert row is not None
     return tuple(row)
-
-
-def restrict_sqlstate(conn: psycopg.Connection[Any]) -> str:
-    """SQLSTATE of an ON DELETE RESTRICT violation: restrict_violation (23001) since PostgreSQL 18,
-    foreign_key_violation (23503) before; the constraint named is the same on both."""
-    return "23001" if conn.info.server_version >= 180000 else "23503"
 
 
 def history(conn: psycopg.Connection[Any], deployment_id: uuid.UUID) -> list[tuple[str | None, str]]:

@@ -8,15 +8,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import Make, rejected
+from tests.factories import Make, rejected, restrict_sqlstate
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-
-
-def restrict_sqlstate(conn: psycopg.Connection[Any]) -> str:
-    """SQLSTATE of an ON DELETE RESTRICT violation: restrict_violation (23001) since PostgreSQL 18,
-    foreign_key_violation (23503) before; the constraint named is the same on both."""
-    return "23001" if conn.info.server_version >= 180000 else "23503"
 
 
 def today(conn: psycopg.Connection[Any], days: int = 0) -> str:

@@ -51,7 +51,11 @@ PLATFORMDB = Path(sys.executable).with_name("platformdb")
 def _server_params() -> list[Any]:
     params = []
     for name, bin_dir in server_bins().items():
-        marks = [] if (bin_dir / "postgres").exists() else [pytest.mark.skip(reason=f"{name}: no binaries")]
+        marks = (
+            []
+            if (bin_dir / "postgres").exists()
+            else [pytest.mark.skip(reason=f"{name}: no PostgreSQL binaries at {bin_dir}")]
+        )
         params.append(pytest.param(name, id=name, marks=marks))
     return params
 
