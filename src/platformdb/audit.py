@@ -1,15 +1,18 @@
 """``platformdb audit verify``: walk the hash chain of platform.audit_logs and report the first broken link.
 
-The chain is in id order (ids are taken under the chain head's lock). Each row must hash to its row_hash
-(``platform.audit_row_hash``, the same function the capture trigger uses), link to its predecessor's row_hash,
-and the newest row must equal the head kept in ``platform.audit_chain``. The first row checked is the anchor:
-its prev_hash is trusted (after retention drops old partitions, it is the hash of a row no longer here);
-record the head hash outside the database from time to time to make even a wholesale rewrite evident.
+The chain has lanes (``audit_logs.chain_lane``); within a lane it is in id order, because ids are taken under
+the lane head's lock. Each row must hash to its row_hash (``platform.audit_row_hash``, the same function the
+capture trigger uses) and link to the row_hash of its lane's previous row, and each lane's newest row must equal
+the lane's head kept in ``platform.audit_chain``. A lane's first row checked is its anchor: its prev_hash is
+trusted (after retention drops old partitions, it is the hash of a row no longer here). The verdict's digest
+(SHA-256 of the lane heads in lane order) is the value to record outside the database from time to time, to
+make even a wholesale rewrite evident.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,16 +20,17 @@ import psycopg
 
 _WALK = """
 WITH chain AS (
-  SELECT l.id, l.prev_hash, l.row_hash, platform.audit_row_hash(l) AS computed,
-         lag(l.row_hash) OVER (ORDER BY l.id) AS predecessor, lag(l.id) OVER (ORDER BY l.id) AS predecessor_id
+  SELECT l.id, l.chain_lane, l.prev_hash, l.row_hash, platform.audit_row_hash(l) AS computed,
+         lag(l.row_hash) OVER lane AS predecessor, lag(l.id) OVER lane AS predecessor_id
     FROM platform.audit_logs l
    WHERE l.id >= coalesce((SELECT min(s.id) FROM platform.audit_logs s WHERE s.created_at >= %(since)s), 0)
+  WINDOW lane AS (PARTITION BY l.chain_lane ORDER BY l.id)
 )
 SELECT id, 'row content does not match its row_hash', encode(computed, 'hex'), encode(row_hash, 'hex')
   FROM chain WHERE computed IS DISTINCT FROM row_hash
 UNION ALL
-SELECT id, format('prev_hash does not link to row %%s', predecessor_id), encode(predecessor, 'hex'),
-       encode(prev_hash, 'hex')
+SELECT id, format('prev_hash does not link to row %%s, the previous row of lane %%s', predecessor_id, chain_lane),
+       encode(predecessor, 'hex'), encode(prev_hash, 'hex')
   FROM chain WHERE predecessor IS NOT NULL AND prev_hash IS DISTINCT FROM predecessor
 ORDER BY 1, 2
 LIMIT 1
@@ -38,7 +42,7 @@ class Verdict:
     rows: int
     first_id: int | None
     last_id: int | None
-    head: str
+    digest: str
     broken_id: int | None = None
     problem: str | None = None
     expected: str | None = None
@@ -51,7 +55,7 @@ class Verdict:
     def __str__(self) -> str:
         if self.ok:
             span = f"ids {self.first_id}..{self.last_id}" if self.rows else "no rows"
-            return f"audit chain verified: {self.rows} rows ({span}); head {self.head}"
+            return f"audit chain verified: {self.rows} rows ({span}); digest of the lane heads {self.digest}"
         where = f"row {self.broken_id}" if self.broken_id is not None else "the chain head"
         return f"audit chain broken at {where}: {self.problem}: expected {self.expected}, found {self.found}"
 
@@ -70,10 +74,20 @@ def verify(conn: psycopg.Connection[Any], since: dt.datetime | None = None) -> V
             conn.isolation_level, conn.read_only = saved
 
 
+_HEADS = """
+SELECT c.lane, encode(c.last_hash, 'hex'), newest.id, encode(newest.row_hash, 'hex')
+  FROM platform.audit_chain c
+  LEFT JOIN LATERAL (
+    SELECT l.id, l.row_hash FROM platform.audit_logs l WHERE l.chain_lane = c.lane ORDER BY l.id DESC LIMIT 1
+  ) newest ON true
+ ORDER BY c.lane
+"""
+
+
 def _verify(conn: psycopg.Connection[Any], since_param: dt.datetime) -> Verdict:
     with conn.transaction():
-        head_row = conn.execute("SELECT encode(last_hash, 'hex') FROM platform.audit_chain").fetchone()
-        head = str(head_row[0]) if head_row else ""
+        heads = conn.execute(_HEADS).fetchall()
+        digest = hashlib.sha256(b"".join(bytes.fromhex(str(h[1])) for h in heads)).hexdigest()
         span = conn.execute(
             """SELECT count(*), min(id), max(id) FROM platform.audit_logs
                 WHERE id >= coalesce((SELECT min(s.id) FROM platform.audit_logs s WHERE s.created_at >= %s), 0)""",
@@ -82,13 +96,10 @@ def _verify(conn: psycopg.Connection[Any], since_param: dt.datetime) -> Verdict:
         assert span is not None
         rows, first_id, last_id = int(span[0]), span[1], span[2]
         broken = conn.execute(_WALK, {"since": since_param}).fetchone()
-        if broken is not None:
-            return Verdict(rows, first_id, last_id, head, broken[0], broken[1], broken[2], broken[3])
-        newest = conn.execute(
-            "SELECT id, encode(row_hash, 'hex') FROM platform.audit_logs ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    if newest is not None and newest[1] != head:
-        return Verdict(
-            rows, first_id, last_id, head, newest[0], "the newest row is not the chain head", head, newest[1]
-        )
-    return Verdict(rows, first_id, last_id, head)
+    if broken is not None:
+        return Verdict(rows, first_id, last_id, digest, broken[0], broken[1], broken[2], broken[3])
+    for lane, head, newest_id, newest_hash in heads:
+        if newest_id is not None and newest_hash != head:
+            problem = f"the newest row of lane {lane} is not the lane's head"
+            return Verdict(rows, first_id, last_id, digest, newest_id, problem, head, newest_hash)
+    return Verdict(rows, first_id, last_id, digest)

@@ -274,7 +274,7 @@ def audit() -> None:
               help="Start at the first row created at or after this UTC time (default: the oldest row).")  # fmt: skip
 @click.pass_context
 def audit_verify(ctx: click.Context, since: dt.datetime | None) -> None:
-    """Walk the audit hash chain; report the first broken link and exit 1, or the head hash."""
+    """Walk the audit hash chain; report the first broken link and exit 1, or the digest of the lane heads."""
     from platformdb.audit import verify
     from platformdb.db import connect
 

@@ -26,6 +26,7 @@ from platformdb.errors import UserError
 SUPERUSER = "postgres"
 PORT = 5432
 _SOCKET_NAME_LIMIT = 100  # sun_path is 108 bytes on Linux, including ".s.PGSQL.5432" and a NUL
+_PROC = Path("/proc")
 
 
 def embedded_bin_dir() -> Path:
@@ -64,6 +65,67 @@ def _run_as() -> str | None:
         capture_output=True,
     )
     return "platformdb"
+
+
+def stat_state(stat: str) -> str:
+    """The state letter (R, S, D, Z...) in the text of a ``/proc/PID/stat`` file.
+
+    The command name in parentheses before it may itself hold spaces and parentheses, so the state is the first
+    field after the last ``)``.
+    """
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] if fields else ""
+
+
+def process_gone(pid: int, proc: Path | None = None) -> bool:
+    """Whether process ``pid`` has exited, per procfs: no ``/proc/PID``, or a zombie (or dead) one.
+
+    A zombie is what a SIGKILLed postmaster stays in a container whose PID 1 never reaps orphans; kill(pid, 0)
+    still succeeds on it, so pg_ctl, and PostgreSQL's own lock-file check, take it for alive. False where there
+    is no procfs (not Linux): we cannot tell, and pg_ctl's answer stands.
+    """
+    proc = proc or _PROC
+    if not (proc / "self").exists():
+        return False
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except OSError:
+        return False
+    return stat_state(stat) in ("Z", "X")
+
+
+def _lock_file_lines(lock_file: Path) -> list[str]:
+    try:
+        return lock_file.read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _lock_pid(lock_file: Path) -> int | None:
+    """The PID on the first line of a PostgreSQL lock file (negative for a single-user backend), or None."""
+    lines = _lock_file_lines(lock_file)
+    try:
+        return abs(int(lines[0]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _shared_memory_in_use(pid_file: Path, proc: Path | None = None) -> bool:
+    """Whether processes are still attached to the SysV segment named on line 7 of ``postmaster.pid``
+    ("key shmid"): backends of a killed postmaster that have not exited yet. PostgreSQL checks this itself
+    only while postmaster.pid is there, so it must hold before that file is removed. True when unknown."""
+    lines = _lock_file_lines(pid_file)
+    ids = lines[6].split() if len(lines) > 6 else []
+    if len(ids) != 2 or ids == ["0", "0"]:
+        return False  # the postmaster died before it made its shared memory
+    try:
+        header, *rows = [line.split() for line in ((proc or _PROC) / "sysvipc" / "shm").read_text().splitlines()]
+        shmid, nattch = header.index("shmid"), header.index("nattch")
+    except (OSError, ValueError):
+        return True
+    return any(len(row) > max(shmid, nattch) and row[shmid] == ids[1] and row[nattch] != "0" for row in rows)
 
 
 @dataclass
@@ -139,13 +201,30 @@ class Cluster:
     def is_running(self) -> bool:
         if not self.is_initialized():
             return False
-        return self._cmd("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
+        if self._cmd("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode != 0:
+            return False
+        # pg_ctl only asks kill(pid, 0), which a zombie postmaster passes: look at the process itself.
+        pid = _lock_pid(self.data_dir / "postmaster.pid")
+        return pid is None or not process_gone(pid)
+
+    def _remove_stale_lock_files(self) -> None:
+        """Remove the lock files of a postmaster that is a zombie or gone, once none of its backends is left:
+        PostgreSQL refuses to start while the PID in one answers kill(pid, 0), as a zombie's does. Anything
+        else is left for PostgreSQL to judge (and refuse with its own message)."""
+        pid_file, socket_lock = self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{PORT}.lock"
+        pid = _lock_pid(pid_file)
+        if pid is None or not process_gone(pid) or _shared_memory_in_use(pid_file):
+            return
+        pid_file.unlink(missing_ok=True)
+        if _lock_pid(socket_lock) == pid:
+            socket_lock.unlink(missing_ok=True)
 
     def start(self) -> None:
         """Start the server (initializing it first if needed) and wait until it accepts connections."""
         self.init()
         if self.is_running():
             return
+        self._remove_stale_lock_files()
         socket_dir = self.socket_dir
         if socket_dir != self.data_dir:
             socket_dir.mkdir(mode=0o777, exist_ok=True)

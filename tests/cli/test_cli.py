@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -26,7 +27,7 @@ from sqlalchemy.engine import URL
 
 from platformdb import migrate
 from platformdb.db import ENV_URL, libpq_dsn, parse_url
-from platformdb.server import Cluster
+from platformdb.server import Cluster, embedded_bin_dir
 from tests.pg import Server
 
 pytestmark = pytest.mark.cli
@@ -128,6 +129,10 @@ def count_rows(url: URL, table: str) -> int:
         pytest.param(["sql", "base:nosuch"], ("unknown revision", "nosuch"), id="sql-unknown-revision"),
         pytest.param(["nosuchcommand"], "nosuchcommand", id="unknown-command"),
         pytest.param(["downgrade"], "REVISION", id="missing-argument"),
+        # The scale is checked before any database is looked for (so none is started).
+        pytest.param(["seed", "--scale", "-1"], ("--scale must be 1 or more", "-1"), id="seed-scale-minus-one"),
+        pytest.param(["seed", "--scale=0"], ("--scale must be 1 or more", "0"), id="seed-scale-zero"),
+        pytest.param(["seed", "--scale", "abc"], ("--scale", "not a valid integer"), id="seed-scale-not-a-number"),
     ],
 )
 def test_user_error_is_one_line(args: list[str], contains: str | tuple[str, ...], cli_home: Path) -> None:
@@ -161,6 +166,79 @@ def test_url_from_the_environment_gets_the_same_treatment(cli_home: Path) -> Non
 def test_missing_database_on_a_running_server(server: Server) -> None:
     result = run("--database-url", dsn_with_password(server, "no_such_database"), "current")
     assert_one_line_error(result, ("cannot connect", "no_such_database", "does not exist"))
+
+
+APP_ROLE = "app"
+WRONG_PASSWORD = "n0t-the-Right-one"
+
+
+def app_dsn(server: Server, password: str | None) -> str:
+    """``server``'s socket URL for the role ``app``, with ``password`` (or none)."""
+    auth = APP_ROLE if password is None else f"{APP_ROLE}:{password}"
+    return server.dsn("postgres").replace("postgresql://postgres@", f"postgresql://{auth}@", 1)
+
+
+def _login_error(dsn: str) -> str | None:
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="module")
+def scram_server() -> Iterator[Server]:
+    """An embedded PostgreSQL 18 cluster where the role ``app`` (password PASSWORD) must prove its password
+    (scram-sha-256); only the superuser ``postgres``, which sets it up, keeps trust. It listens on its socket
+    only; the host lines say the same for TCP. The shared test servers trust everyone, so a wrong password
+    would never be refused there."""
+    srv = Server.start("pg18-scram", embedded_bin_dir())
+    try:
+        with srv.admin() as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD '{PASSWORD}'")
+            hba_file = conn.execute("SHOW hba_file").fetchone()
+        assert hba_file is not None
+        # Rewritten in place, so the file keeps its owner (the server's own user when we are root).
+        Path(hba_file[0]).write_text(
+            "local all postgres trust\n"
+            f"local all {APP_ROLE} scram-sha-256\n"
+            f"host all {APP_ROLE} 127.0.0.1/32 scram-sha-256\n"
+            f"host all {APP_ROLE} ::1/128 scram-sha-256\n"
+        )
+        with srv.admin() as conn:
+            errors = conn.execute("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
+            assert errors.fetchall() == []
+            conn.execute("SELECT pg_reload_conf()")
+        # The reload is asynchronous: wait until the old trust rule no longer lets a wrong password in.
+        deadline = time.monotonic() + 10
+        while (error := _login_error(app_dsn(srv, WRONG_PASSWORD))) is None:
+            assert time.monotonic() < deadline, "pg_hba.conf was not reloaded within 10 s"
+            time.sleep(0.05)
+        assert "password authentication failed" in error, error
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_right_password_gets_in(scram_server: Server) -> None:
+    """The other half of the wrong-password test: the role and URL work, so only the password is wrong there."""
+    assert assert_ok(run("--database-url", app_dsn(scram_server, PASSWORD), "current")).strip() == "base (not migrated)"
+
+
+def test_wrong_password_is_one_line(scram_server: Server) -> None:
+    result = run("--database-url", app_dsn(scram_server, WRONG_PASSWORD), "current")
+    # assert_one_line_error also checks that the right password (PASSWORD) shows nowhere.
+    line = assert_one_line_error(result, ("cannot connect", f'password authentication failed for user "{APP_ROLE}"'))
+    assert WRONG_PASSWORD not in result.stdout + result.stderr, describe(result)
+    assert f"postgresql://{APP_ROLE}:***@" in line, line
+
+
+def test_missing_password_is_one_line(scram_server: Server, cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing of the developer's may supply one: no PGPASSWORD, and a password file that does not exist.
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    result = run("--database-url", app_dsn(scram_server, None), "current", env={"PGPASSFILE": str(cli_home / "none")})
+    assert_one_line_error(result, ("cannot connect", "no password supplied"))
 
 
 @pytest.mark.parametrize("command", ["upgrade", "downgrade"])

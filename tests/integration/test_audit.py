@@ -42,7 +42,7 @@ def session_user(conn: psycopg.Connection[Any]) -> str:
 def insert_audit_log(conn: psycopg.Connection[Any], **values: Any) -> None:
     """A direct insert into audit_logs (normally only the trigger writes there)."""
     row = {"actor_name": "test", "action": "insert", "entity_type": "teams", "entity_id": "x",
-           "prev_hash": bytes(32), "row_hash": bytes(32)} | values  # fmt: skip
+           "prev_hash": bytes(32), "row_hash": bytes(32), "chain_lane": 0} | values  # fmt: skip
     params = [Jsonb(v) if isinstance(v, dict) else v for v in row.values()]
     conn.execute(f"INSERT INTO platform.audit_logs ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})", params)
 

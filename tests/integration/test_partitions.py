@@ -56,9 +56,9 @@ def test_audit_rows_waiting_in_default_are_moved_with_their_hashes(conn: psycopg
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=100)
     conn.execute(
         """INSERT INTO platform.audit_logs (created_at, actor_name, action, entity_type, entity_id, after, prev_hash,
-                                            row_hash)
+                                            row_hash, chain_lane)
            VALUES (%s, 'x', 'insert', 'teams', 'late', '{}', decode(repeat('00', 32), 'hex'),
-                   decode(repeat('ab', 32), 'hex'))""",
+                   decode(repeat('ab', 32), 'hex'), 0)""",
         (later,),
     )
     [audit] = partitions.ensure(conn, ahead_days=101, table="audit_logs")

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from platformdb.actor import set_actor
 from platformdb.audit import verify
 from platformdb.db import libpq_dsn
+from platformdb.models.audit import AUDIT_LANES
 from tests.factories import Make
 
 
@@ -31,6 +32,13 @@ def audited(conn: psycopg.Connection[Any], make: Make) -> Iterator[psycopg.Conne
     conn.execute("SET session_replication_role = replica")  # the attacker's switch: triggers off
     yield conn
     conn.execute("RESET session_replication_role")
+
+
+def lane_of(conn: psycopg.Connection[Any]) -> int:
+    """The one lane the fixture's rows went to (one connection, one writer at a time)."""
+    lanes = conn.execute("SELECT DISTINCT chain_lane FROM platform.audit_logs").fetchall()
+    assert len(lanes) == 1, lanes
+    return int(lanes[0][0])
 
 
 def test_an_intact_chain_verifies(audited: psycopg.Connection[Any]) -> None:
@@ -48,13 +56,17 @@ def test_a_changed_field_is_detected(audited: psycopg.Connection[Any]) -> None:
 def test_a_deleted_row_is_detected(audited: psycopg.Connection[Any]) -> None:
     audited.execute("DELETE FROM platform.audit_logs WHERE id = 6")
     verdict = verify(audited)
-    assert (verdict.broken_id, verdict.problem) == (7, "prev_hash does not link to row 5")
+    assert (verdict.broken_id, verdict.problem) == (
+        7,
+        f"prev_hash does not link to row 5, the previous row of lane {lane_of(audited)}",
+    )
 
 
 def test_a_deleted_tail_is_detected(audited: psycopg.Connection[Any]) -> None:
     audited.execute("DELETE FROM platform.audit_logs WHERE id = 10")
     verdict = verify(audited)
-    assert (verdict.broken_id, verdict.problem) == (9, "the newest row is not the chain head")
+    lane = lane_of(audited)
+    assert (verdict.broken_id, verdict.problem) == (9, f"the newest row of lane {lane} is not the lane's head")
 
 
 def test_an_inserted_forged_row_is_detected(audited: psycopg.Connection[Any]) -> None:
@@ -62,14 +74,17 @@ def test_an_inserted_forged_row_is_detected(audited: psycopg.Connection[Any]) ->
     audited.execute(
         """INSERT INTO platform.audit_logs
              (id, created_at, transaction_id, actor_name, db_role, action, entity_type, entity_id, before,
-              prev_hash, row_hash) OVERRIDING SYSTEM VALUE
+              prev_hash, row_hash, chain_lane) OVERRIDING SYSTEM VALUE
            SELECT 55, created_at, transaction_id, 'forger', db_role, 'delete', entity_type, entity_id, after,
-                  row_hash, decode(repeat('00', 32), 'hex')
+                  row_hash, decode(repeat('00', 32), 'hex'), chain_lane
              FROM platform.audit_logs WHERE id = 5"""
     )
     audited.execute("UPDATE platform.audit_logs l SET row_hash = platform.audit_row_hash(l) WHERE id = 55")
     verdict = verify(audited)
-    assert (verdict.broken_id, verdict.problem) == (55, "prev_hash does not link to row 10")
+    assert (verdict.broken_id, verdict.problem) == (
+        55,
+        f"prev_hash does not link to row 10, the previous row of lane {lane_of(audited)}",
+    )
 
 
 def test_a_reordered_pair_is_detected(audited: psycopg.Connection[Any]) -> None:
@@ -134,6 +149,66 @@ def test_concurrent_writers_extend_one_chain(db: URL, make: Make) -> None:
         per_writer = dict(conn.execute(
             "SELECT actor_name, count(*) FROM platform.audit_logs WHERE actor_name LIKE 'writer-%' GROUP BY 1"
         ).fetchall())  # fmt: skip
+        lanes = conn.execute("SELECT count(DISTINCT chain_lane) FROM platform.audit_logs").fetchone()
     assert verdict.ok, str(verdict)
     assert per_writer == {f"writer-{n}": WRITES for n in range(WRITERS)}
     assert verdict.rows == WRITERS + WRITERS * WRITES  # the team inserts, then every update
+    assert lanes is not None
+    assert lanes[0] > 1, "concurrent writers should have appended to several lanes"
+
+
+def test_concurrent_transactions_append_to_different_lanes(db: URL, make: Make) -> None:
+    """A transaction holds its lane to commit; another one takes a free lane instead of waiting, and keeps it."""
+    teams = [make.team() for _ in range(3)]
+    with psycopg.connect(libpq_dsn(db)) as first, psycopg.connect(libpq_dsn(db)) as second:
+        first.execute("UPDATE platform.teams SET display_name = 'First' WHERE id = %s", (teams[0],))
+        second.execute("SET LOCAL lock_timeout = '1s'")  # waiting on the first's lane would fail the test
+        second.execute("UPDATE platform.teams SET display_name = 'Second' WHERE id = %s", (teams[1],))
+        second.execute("UPDATE platform.teams SET display_name = 'Again' WHERE id = %s", (teams[2],))
+        lanes = {
+            name: {r[0] for r in conn.execute("SELECT chain_lane FROM platform.audit_logs WHERE transaction_id ="
+                                              " txid_current()").fetchall()}
+            for name, conn in (("first", first), ("second", second))
+        }  # fmt: skip
+        first.commit()
+        second.commit()
+        assert len(lanes["first"]) == 1, lanes
+        assert len(lanes["second"]) == 1, lanes
+        assert lanes["first"] != lanes["second"]
+        assert verify(first).ok
+
+
+def test_with_every_lane_held_a_transaction_waits_rather_than_forks(db: URL, make: Make) -> None:
+    """16 open audited transactions hold the 16 lanes: a 17th waits for a lane (here: times out), then succeeds."""
+    teams = [make.team() for _ in range(AUDIT_LANES + 1)]
+    holders = [psycopg.connect(libpq_dsn(db)) for _ in range(AUDIT_LANES)]
+    try:
+        for conn, team in zip(holders, teams, strict=False):
+            conn.execute("SET LOCAL lock_timeout = '5s'")
+            conn.execute("UPDATE platform.teams SET display_name = 'Holder' WHERE id = %s", (team,))
+        with psycopg.connect(libpq_dsn(db)) as late:
+            late.execute("SET LOCAL lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                late.execute("UPDATE platform.teams SET display_name = 'Late' WHERE id = %s", (teams[-1],))
+            late.rollback()
+            for conn in holders:
+                conn.commit()
+            late.execute("UPDATE platform.teams SET display_name = 'Late' WHERE id = %s", (teams[-1],))
+            late.commit()
+            verdict = verify(late)
+            lanes = late.execute("SELECT count(DISTINCT chain_lane) FROM platform.audit_logs").fetchone()
+    finally:
+        for conn in holders:
+            conn.close()
+    assert verdict.ok, str(verdict)
+    assert lanes == (AUDIT_LANES,)
+
+
+def test_a_row_moved_to_another_lane_is_detected(audited: psycopg.Connection[Any]) -> None:
+    lane = lane_of(audited)
+    audited.execute("UPDATE platform.audit_logs SET chain_lane = %s WHERE id = 5", ((lane + 1) % AUDIT_LANES,))
+    verdict = verify(audited)
+    assert (verdict.broken_id, verdict.problem) == (
+        6,
+        f"prev_hash does not link to row 4, the previous row of lane {lane}",
+    )

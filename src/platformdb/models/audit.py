@@ -12,13 +12,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, LargeBinary, text
+from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, LargeBinary, SmallInteger, text
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
 from platformdb.models.base import Base, CreatedAt, Timestamps, attach_sql
 
 AUDIT_ACTIONS = ("insert", "update", "delete")
+AUDIT_LANES = 16
+"""Lanes of the audit hash chain: up to this many audited transactions append at once without waiting."""
 
 
 class AuditLog(Base):
@@ -106,22 +108,39 @@ class AuditLog(Base):
         comment="SHA-256 over this row's canonical form and prev_hash (platform.audit_row_hash): "
         "changing, removing, inserting or reordering rows breaks the chain.",
     )
+    chain_lane: Mapped[int] = mapped_column(
+        SmallInteger,
+        comment="Lane of the hash chain this row extends (audit_chain.lane); within a lane, chain order is id order.",
+    )
 
 
 class AuditChain(Timestamps, Base):
-    """The head of the audit hash chain: one row, locked by each audited transaction while it appends."""
+    """The head of one lane of the audit hash chain, locked by the audited transaction appending to it."""
 
     __tablename__ = "audit_chain"
     __volume__ = "reference"
     __table_args__ = (
-        CheckConstraint("id", name="single_row"),
-        # One row updated by every audited write: vacuum after 1,000 dead versions, whatever the size.
-        {"postgresql_with": {"autovacuum_vacuum_threshold": "1000", "autovacuum_vacuum_scale_factor": "0"}},
+        CheckConstraint(f"lane BETWEEN 0 AND {AUDIT_LANES - 1}", name="lane_range"),
+        # Each row is updated by every audited write to its lane: vacuum after 1,000 dead versions, whatever
+        # the size, and leave room on the page for HOT updates.
+        {
+            "postgresql_with": {
+                "fillfactor": "50",
+                "autovacuum_vacuum_threshold": "1000",
+                "autovacuum_vacuum_scale_factor": "0",
+            }
+        },
     )
 
-    id: Mapped[bool] = mapped_column(primary_key=True, server_default=text("true"), comment="Always true: one row.")
+    lane: Mapped[int] = mapped_column(
+        SmallInteger,
+        primary_key=True,
+        autoincrement=False,
+        comment="Lane number: an audited transaction takes the first lane no other holds, starting from one "
+        "derived from its backend, and keeps it to commit.",
+    )
     last_hash: Mapped[bytes] = mapped_column(
-        LargeBinary, comment="row_hash of the newest audit row; verify compares the chain's end with it."
+        LargeBinary, comment="row_hash of the lane's newest audit row; verify compares the lane's end with it."
     )
 
 

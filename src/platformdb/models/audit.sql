@@ -1,9 +1,11 @@
 -- Audit capture: one row in platform.audit_logs per changed row of every audited table.
 
--- Tamper evidence: every row carries prev_hash (the previous row's row_hash) and row_hash = SHA-256 of the row's
--- canonical form and prev_hash. The one row of audit_chain holds the newest row_hash; each audited transaction
--- locks it while it appends, so concurrent writers extend one chain, never fork it.
-INSERT INTO platform.audit_chain (id, last_hash) VALUES (true, '\x0000000000000000000000000000000000000000000000000000000000000000');
+-- Tamper evidence: every row carries prev_hash (the previous row's row_hash in its lane) and row_hash = SHA-256
+-- of the row's canonical form and prev_hash. The chain has AUDIT_LANES (16) lanes; audit_chain holds each lane's
+-- newest row_hash. An audited transaction appends to one lane, locked until it commits: lanes never fork, and up
+-- to 16 transactions append at once instead of queueing on a single head.
+INSERT INTO platform.audit_chain (lane, last_hash)
+SELECT lane, '\x0000000000000000000000000000000000000000000000000000000000000000' FROM generate_series(0, 15) AS lane;
 
 CREATE FUNCTION platform.audit_row_hash(r platform.audit_logs) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
@@ -39,8 +41,12 @@ BEGIN
     RETURN NULL;
   END IF;
   v_row := coalesce(v_after, v_before);
-  SELECT string_agg(v_row ->> k, ',' ORDER BY ord) INTO v_entity_id
-    FROM unnest(string_to_array(TG_ARGV[0], ',')) WITH ORDINALITY AS pk(k, ord);
+  IF strpos(TG_ARGV[0], ',') = 0 THEN  -- a one-column key, the usual case: no query needed
+    v_entity_id := v_row ->> TG_ARGV[0];
+  ELSE
+    SELECT string_agg(v_row ->> k, ',' ORDER BY ord) INTO v_entity_id
+      FROM unnest(string_to_array(TG_ARGV[0], ',')) WITH ORDINALITY AS pk(k, ord);
+  END IF;
   FOR i IN 1 .. TG_NARGS - 1 LOOP
     IF v_before ->> TG_ARGV[i] IS NOT NULL THEN
       v_before := jsonb_set(v_before, ARRAY[TG_ARGV[i]], '"[redacted]"');
@@ -53,8 +59,24 @@ BEGIN
     SELECT u.email INTO v_actor_name FROM platform.users u WHERE u.id = v_actor_id;
   END IF;
 
-  -- Append to the chain: lock its head (held to commit), take the next id, hash, insert, move the head.
-  SELECT c.last_hash INTO v_log.prev_hash FROM platform.audit_chain c WHERE c.id FOR UPDATE;
+  -- Append to a lane of the chain: lock its head (held to commit), take the next id, hash, insert, move the head.
+  -- The transaction's first audited row takes the first lane nobody holds, starting from one derived from the
+  -- backend (so concurrent writers spread out), and remembers it for the rest of the transaction. When all
+  -- lanes are held, it waits for its own.
+  v_log.chain_lane := nullif(current_setting('platformdb.audit_lane', true), '')::smallint;
+  IF v_log.chain_lane IS NULL THEN
+    SELECT c.lane, c.last_hash INTO v_log.chain_lane, v_log.prev_hash FROM platform.audit_chain c
+     ORDER BY (c.lane - pg_backend_pid() % 16 + 16) % 16
+     LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+      v_log.chain_lane := pg_backend_pid() % 16;
+    END IF;
+    PERFORM set_config('platformdb.audit_lane', v_log.chain_lane::text, true);
+  END IF;
+  IF v_log.prev_hash IS NULL THEN
+    SELECT c.last_hash INTO STRICT v_log.prev_hash FROM platform.audit_chain c WHERE c.lane = v_log.chain_lane
+       FOR UPDATE;
+  END IF;
   v_log.id := nextval(pg_get_serial_sequence('platform.audit_logs', 'id'));
   v_log.created_at := now();
   v_log.transaction_id := txid_current();
@@ -70,11 +92,11 @@ BEGIN
   v_log.after := v_after;
   v_log.row_hash := platform.audit_row_hash(v_log);
   INSERT INTO platform.audit_logs OVERRIDING SYSTEM VALUE SELECT v_log.*;
-  UPDATE platform.audit_chain SET last_hash = v_log.row_hash, updated_at = now() WHERE id;
+  UPDATE platform.audit_chain SET last_hash = v_log.row_hash, updated_at = now() WHERE lane = v_log.chain_lane;
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: appends one hash-chained platform.audit_logs row per change. Arguments: primary-key columns (comma-separated), then columns to redact.';
+COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: appends one hash-chained platform.audit_logs row per change, to one lane of the chain per transaction. Arguments: primary-key columns (comma-separated), then columns to redact.';
 
 CREATE TRIGGER trg_audit_logs_append_only
   BEFORE UPDATE OR DELETE ON platform.audit_logs
