@@ -182,9 +182,11 @@ def seed(ctx: click.Context, scale: int, seed_value: int) -> None:
 
 
 @main.command()
-@click.option("--scales", default="1,5", show_default=True, help="Comma-separated seed scales, at least two.")
-@click.option("--iterations", type=click.IntRange(min=1), default=300, show_default=True, help="Timed runs per query.")
-@click.option("--warmup", type=click.IntRange(min=0), default=30, show_default=True, help="Untimed runs first.")
+@click.option("--scales", default="1,10", show_default=True, help="Comma-separated seed scales, at least two.")
+@click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Timed runs per query, each with its own drawn parameters.")  # fmt: skip
+@click.option("--warmup", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Untimed runs first, cycling through the same parameters (warms the cache they read).")  # fmt: skip
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"),
               show_default=True, help="Where the JSON figures go.")  # fmt: skip
 @click.option("--docs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("docs"),
@@ -198,7 +200,7 @@ def bench(scales: str, iterations: int, warmup: int, results_dir: Path, docs_dir
     except ValueError:
         raise UserError(f"--scales must be comma-separated integers, not {scales!r}") from None
     if len(values) < 2 or values[0] < 1:
-        raise UserError("--scales needs at least two scales of 1 or more, e.g. 1,5")
+        raise UserError("--scales needs at least two scales of 1 or more, e.g. 1,10")
     results = benchmark.run(values, warmup=warmup, iterations=iterations, results_dir=results_dir, docs_dir=docs_dir)
     for target, met, measured in benchmark.targets(results):
         out.print(f"{'met   ' if met else 'MISSED'}  {target}: {measured}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from platformdb.db import libpq_dsn
 from platformdb.introspect import snapshot
 from platformdb.models import metadata
 from tests.factories import COMMIT_SHA, DIGEST, PASSWORD_HASH
+from tests.pg import Server
 
 pytestmark = pytest.mark.migration
 
@@ -43,6 +45,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0010": {"audit_chain"},
     "0011": set(),
     "0012": set(),
+    "0013": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
@@ -315,13 +318,24 @@ def test_offline_sql_renders_downgrade_head_to_base() -> None:
     assert "DELETE FROM alembic_version" in sql
 
 
-def test_offline_sql_builds_and_removes_the_same_schema(empty_db: URL, db: URL) -> None:
+def psql_file(server: Server, url: URL, sql: str) -> None:
+    """Run ``sql`` the way a DBA runs a script: psql, statement by statement, stopping at the first error (a
+    single multi-statement string would be one implicit transaction, where CREATE INDEX CONCURRENTLY fails)."""
+    result = subprocess.run(
+        [str(server.cluster.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", libpq_dsn(url), "-f", "-"],
+        input=sql,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_offline_sql_builds_and_removes_the_same_schema(server: Server, empty_db: URL, db: URL) -> None:
     """What a DBA would run by hand (base:head, then head:base) does what the online migrations do."""
-    with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
-        conn.execute(migrate.offline_sql("base", "head").encode())
+    psql_file(server, empty_db, migrate.offline_sql("base", "head"))
     assert migrate.current(empty_db) == migrate.head()
     assert schema_snapshot(empty_db, dated_partitions=False) == schema_snapshot(db, dated_partitions=False)
-    with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
-        conn.execute(migrate.offline_sql("head", "base").encode())
+    psql_file(server, empty_db, migrate.offline_sql("head", "base"))
     assert migrate.current(empty_db) is None
     assert leftovers(empty_db) == []

@@ -16,6 +16,7 @@ SNAPSHOT = Path(__file__).parents[2] / "docs" / "schema-snapshot.txt"
 QUERY_NAME = re.compile(r"\b(?:identity|catalog|delivery|configuration|audit|monitoring)\.[a-z][a-z0-9_]*")
 
 SERVED_BY_KEY = {
+    "catalog.service_directory": "uq_services_name",
     "configuration.effective_configuration": "uq_configurations_service_id_key_environment_id",
     "configuration.configuration_at_deployment": "pk_deployment_configurations",
     "monitoring.series_of_service": "uq_metric_series_service_id_environment_id_metric_id_labels",

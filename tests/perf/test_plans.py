@@ -11,7 +11,8 @@ from the data, on PostgreSQL 18 and 15. One test per rule, parametrized over the
   and in the generic plan a prepared statement gets after five executions (pruned when execution starts);
 - a plan shows every table it reads: no Function Scan hides one (platform.effective_configuration is inlined);
 - a keyset page of a long deployment history reads the index backwards from the cursor into a Limit: the
-  history is never sorted;
+  history is never sorted; a page of what runs where walks the services' name index into a Limit, one probe
+  per service;
 - every catalog query runs with the drawn parameters and finds rows (the parameters are realistic).
 """
 
@@ -284,6 +285,38 @@ def test_keyset_page_of_a_long_history_reads_the_index_backwards_without_sorting
             "Backward",
         ), text
         assert "ROW(created_at, id) < ROW(" in scan["Index Cond"], f"the cursor is not an index condition:\n{text}"
+
+
+@pytest.mark.parametrize("plan_kind", PLANS)
+@pytest.mark.parametrize("page", ["first", "middle"])
+def test_page_of_what_runs_where_walks_the_services_name_index_and_probes_each_service(
+    seeded_conn: psycopg.Connection[Any], page: str, plan_kind: str
+) -> None:
+    """A page costs PAGE_SIZE probes whatever the number of services: the services' name index gives the order
+    into the Limit (nothing sorts the joined rows), and each service's latest success is one index probe."""
+    query = CATALOG["delivery.running_in_environment"]
+    environment = seeded_conn.execute("SELECT id FROM platform.environments ORDER BY name LIMIT 1").fetchone()
+    names = [r[0] for r in seeded_conn.execute("SELECT name FROM platform.services ORDER BY name").fetchall()]
+    assert environment is not None
+    assert names
+    # At scale 1 there are only 60 services: a middle page is made smaller than what follows its cursor, as
+    # pages are at any real size (otherwise sorting the few rows left is rightly the cheaper plan).
+    after, size = ("", PAGE_SIZE) if page == "first" else (names[len(names) // 2], len(names) // 6)
+    params = {"environment_id": environment[0], "after_name": after, "page_size": size}
+    plan = explain(seeded_conn, query, params, plan_kind)
+    text = show(seeded_conn, query, params, plan_kind)
+    assert not [n for n in nodes(plan) if n["Node Type"] == "Sort"], f"a page sorts the joined rows:\n{text}"
+    assert plan["Node Type"] == "Limit", text
+    loop = plan["Plans"][0]
+    assert loop["Node Type"] == "Nested Loop", text
+    outer, inner = loop["Plans"]
+    assert (outer["Node Type"], outer.get("Index Name")) == ("Index Scan", "uq_services_name"), text
+    probe = inner["Plans"][0]
+    assert (probe["Node Type"], probe.get("Index Name"), probe.get("Scan Direction")) == (
+        "Index Scan",
+        "ix_deployments_environment_id_service_id_deployed_at",
+        "Backward",
+    ), text
 
 
 @pytest.mark.parametrize("query", CATALOG.values(), ids=CATALOG.keys())

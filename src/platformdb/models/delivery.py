@@ -87,9 +87,13 @@ class Deployment(Timestamps, Base):
             "environment_id",
             unique=True,
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
-            info={
-                "serves": "rule: at most one active deployment per service and environment; delivery.active_deployments"
-            },
+            info={"serves": "rule: at most one active deployment per service and environment"},
+        ),
+        Index(
+            "ix_deployments_created_at_active",
+            "created_at",
+            postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
+            info={"serves": "delivery.active_deployments (the active rollouts, oldest first)"},
         ),
         Index(
             "ix_deployments_service_id_created_at",

@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
-from platformdb.queries.base import Query, sample
+from typing import Any
+
+from platformdb.queries.base import Query, Sampler, sample
+
+PAGE_SIZE = 50
+
+
+def _directory_params(s: Sampler) -> dict[str, Any]:
+    """The first page half of the time, else the page after a service."""
+    after = "" if s.rng.random() < 0.5 else str(s.row(sample("name", "platform.services"))["name"])
+    return {"after_name": after, "page_size": PAGE_SIZE}
+
+
+SERVICE_DIRECTORY = Query(
+    name="catalog.service_directory",
+    caller="the developer portal's service directory and `list services` in the platform CLI: every service in "
+    "name order, one keyset page at a time (the cursor is the last name of the previous page, '' for the first). "
+    "The unique index on name gives the order, so a page reads PAGE_SIZE entries whatever the number of services.",
+    kind="range",
+    sql="""
+SELECT s.id, s.name, s.status, s.tier
+  FROM platform.services s
+ WHERE s.name > %(after_name)s
+ ORDER BY s.name
+ LIMIT %(page_size)s
+""",
+    params=_directory_params,
+)
 
 SERVICES_OF_TEAM = Query(
     name="catalog.services_of_team",
@@ -49,4 +76,4 @@ SELECT s.id, s.name, s.tier, s.status
     ),
 )
 
-QUERIES = [SERVICES_OF_TEAM, TRANSITIVE_DEPENDENTS]
+QUERIES = [SERVICE_DIRECTORY, SERVICES_OF_TEAM, TRANSITIVE_DEPENDENTS]

@@ -15,11 +15,21 @@ FIRST_PAGE = {
 """The deployment_history cursor of the first page: after every (created_at, id)."""
 PAGE_SIZE = 50
 
+
+def _running_params(s: Sampler) -> dict[str, Any]:
+    """The first page half of the time, else the page after a service."""
+    after = "" if s.rng.random() < 0.5 else str(s.row(sample("name", "platform.services"))["name"])
+    return {**s.row(sample("id AS environment_id", "platform.environments")), "after_name": after,
+            "page_size": PAGE_SIZE}  # fmt: skip
+
+
 RUNNING_IN_ENVIRONMENT = Query(
     name="delivery.running_in_environment",
     caller='delivery service and the portal\'s environment dashboard ("what runs where"): per service, the '
-    "latest succeeded deployment in one environment. One backward index probe per service (LATERAL ... LIMIT 1) "
-    "instead of reading the environment's whole history.",
+    "latest succeeded deployment in one environment, a keyset page of services in name order at a time (the "
+    "cursor is the last service name of the previous page, '' for the first). The services' name index gives "
+    "the order; one backward index probe per service (LATERAL ... LIMIT 1) finds its latest success, so a page "
+    "costs the same however many services there are.",
     kind="range",
     sql="""
 SELECT s.id AS service_id, s.name, d.id AS deployment_id, d.version, d.deployed_at
@@ -32,9 +42,11 @@ SELECT s.id AS service_id, s.name, d.id AS deployment_id, d.version, d.deployed_
        AND d.status = 'succeeded'
      ORDER BY d.deployed_at DESC
      LIMIT 1) d
+ WHERE s.name > %(after_name)s
  ORDER BY s.name
+ LIMIT %(page_size)s
 """,
-    params=lambda s: s.row(sample("id AS environment_id", "platform.environments")),
+    params=_running_params,
 )
 
 
