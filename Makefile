@@ -65,7 +65,7 @@ bench: $(STAMP)
 ## reliability: run the reliability tests and regenerate docs/RELIABILITY.md with the figures they counted
 reliability: $(STAMP) system-deps
 	rm -f .platformdb/reliability.json
-	PLATFORMDB_RELIABILITY_REPORT=$(CURDIR)/.platformdb/reliability.json $(BIN)/python -m pytest tests/reliability -q
+	PLATFORMDB_RELIABILITY_REPORT=$(CURDIR)/.platformdb/reliability.json $(BIN)/python -m pytest tests/reliability tests/security tests/cli -q
 	$(BIN)/python -m tests.reliability.render .platformdb/reliability.json > docs/RELIABILITY.md
 
 server-stop: $(STAMP)

@@ -12,6 +12,9 @@ from sqlalchemy.engine import URL
 from platformdb import migrate
 from tests.factories import Make
 from tests.pg import TEMPLATE, DatabasePool, Server, server_bins
+from tests.reliability.plugin import pytest_runtest_makereport, reliability, reliability_summary
+
+__all__ = ["pytest_runtest_makereport", "reliability"]  # a hook and a fixture for every layer's tests
 
 _ran_on: dict[str, str] = {}
 
@@ -81,6 +84,7 @@ def make(conn: psycopg.Connection[Any]) -> Make:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    reliability_summary(terminalreporter)
     missing = sorted(name for name, bin_dir in server_bins().items() if not (bin_dir / "postgres").exists())
     ran = ", ".join(f"{name} ({version})" for name, version in sorted(_ran_on.items())) or "none"
     if _ran_on:

@@ -29,6 +29,7 @@ from platformdb import migrate
 from platformdb.db import ENV_URL, libpq_dsn, parse_url
 from platformdb.server import Cluster, embedded_bin_dir
 from tests.pg import Server
+from tests.reliability.report import Record
 
 pytestmark = pytest.mark.cli
 
@@ -135,8 +136,12 @@ def count_rows(url: URL, table: str) -> int:
         pytest.param(["seed", "--scale", "abc"], ("--scale", "not a valid integer"), id="seed-scale-not-a-number"),
     ],
 )
-def test_user_error_is_one_line(args: list[str], contains: str | tuple[str, ...], cli_home: Path) -> None:
+def test_user_error_is_one_line(
+    args: list[str], contains: str | tuple[str, ...], cli_home: Path, reliability: Record
+) -> None:
     assert_one_line_error(run(*args), contains)
+    reliability.cases = 1
+    reliability.add("one line, exit 1, no traceback")
     # A bad --database-url is reported, never silently replaced by the embedded server.
     assert not (cli_home / "pgdata").exists()
 
@@ -151,9 +156,11 @@ def test_user_error_is_one_line(args: list[str], contains: str | tuple[str, ...]
         pytest.param(f"postgresql://u:{PASSWORD}%20x@/db?host=/nonexistent-dir", "cannot connect", id="space"),
     ],
 )
-def test_error_line_never_shows_the_password(url: str, contains: str) -> None:
+def test_error_line_never_shows_the_password(url: str, contains: str, reliability: Record) -> None:
     line = assert_one_line_error(run("--database-url", url, "current"), contains)
     assert "***" in line or "://" not in line, line  # where the URL is quoted, its password is masked
+    reliability.cases = 1
+    reliability.add("one line, password masked")
 
 
 def test_url_from_the_environment_gets_the_same_treatment(cli_home: Path) -> None:
@@ -163,9 +170,11 @@ def test_url_from_the_environment_gets_the_same_treatment(cli_home: Path) -> Non
 
 
 # --- errors against a real server ----------------------------------------------------------------------
-def test_missing_database_on_a_running_server(server: Server) -> None:
+def test_missing_database_on_a_running_server(server: Server, reliability: Record) -> None:
     result = run("--database-url", dsn_with_password(server, "no_such_database"), "current")
     assert_one_line_error(result, ("cannot connect", "no_such_database", "does not exist"))
+    reliability.cases = 1
+    reliability.add("one line, exit 1, no traceback")
 
 
 APP_ROLE = "app"
@@ -226,12 +235,14 @@ def test_right_password_gets_in(scram_server: Server) -> None:
     assert assert_ok(run("--database-url", app_dsn(scram_server, PASSWORD), "current")).strip() == "base (not migrated)"
 
 
-def test_wrong_password_is_one_line(scram_server: Server) -> None:
+def test_wrong_password_is_one_line(scram_server: Server, reliability: Record) -> None:
     result = run("--database-url", app_dsn(scram_server, WRONG_PASSWORD), "current")
     # assert_one_line_error also checks that the right password (PASSWORD) shows nowhere.
     line = assert_one_line_error(result, ("cannot connect", f'password authentication failed for user "{APP_ROLE}"'))
     assert WRONG_PASSWORD not in result.stdout + result.stderr, describe(result)
     assert f"postgresql://{APP_ROLE}:***@" in line, line
+    reliability.cases = 1
+    reliability.add("one line, password masked")
 
 
 def test_missing_password_is_one_line(scram_server: Server, cli_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,9 +253,11 @@ def test_missing_password_is_one_line(scram_server: Server, cli_home: Path, monk
 
 
 @pytest.mark.parametrize("command", ["upgrade", "downgrade"])
-def test_unknown_revision(command: str, db: URL) -> None:
+def test_unknown_revision(command: str, db: URL, reliability: Record) -> None:
     result = run("--database-url", libpq_dsn(db), command, "nosuchrev")
     assert_one_line_error(result, ("unknown revision", "nosuchrev", "platformdb history"))
+    reliability.cases = 1
+    reliability.add("one line, exit 1, no traceback")
 
 
 def test_demo_on_an_unmigrated_database_says_to_upgrade(empty_db: URL) -> None:

@@ -15,10 +15,11 @@ import pytest
 from sqlalchemy.engine import URL
 
 from platformdb.actor import set_actor
-from platformdb.audit import verify
+from platformdb.audit import Verdict, verify
 from platformdb.db import libpq_dsn
 from platformdb.models.audit import AUDIT_LANES
 from tests.factories import Make
+from tests.reliability.report import Record
 
 
 @pytest.fixture
@@ -34,6 +35,12 @@ def audited(conn: psycopg.Connection[Any], make: Make) -> Iterator[psycopg.Conne
     conn.execute("RESET session_replication_role")
 
 
+def tampering_detected(reliability: Record, verdict: Verdict) -> None:
+    """Count this tamper case for docs/RELIABILITY.md: it reached here, so verify caught it."""
+    reliability.cases = 1
+    reliability.add("tampering detected", int(not verdict.ok))
+
+
 def lane_of(conn: psycopg.Connection[Any]) -> int:
     """The one lane the fixture's rows went to (one connection, one writer at a time)."""
     lanes = conn.execute("SELECT DISTINCT chain_lane FROM platform.audit_logs").fetchall()
@@ -46,30 +53,33 @@ def test_an_intact_chain_verifies(audited: psycopg.Connection[Any]) -> None:
     assert (verdict.ok, verdict.rows, verdict.first_id, verdict.last_id) == (True, 10, 1, 10)
 
 
-def test_a_changed_field_is_detected(audited: psycopg.Connection[Any]) -> None:
+def test_a_changed_field_is_detected(audited: psycopg.Connection[Any], reliability: Record) -> None:
     audited.execute("UPDATE platform.audit_logs SET actor_name = 'someone else' WHERE id = 4")
     verdict = verify(audited)
     assert (verdict.broken_id, verdict.problem) == (4, "row content does not match its row_hash")
     assert verdict.expected != verdict.found
+    tampering_detected(reliability, verdict)
 
 
-def test_a_deleted_row_is_detected(audited: psycopg.Connection[Any]) -> None:
+def test_a_deleted_row_is_detected(audited: psycopg.Connection[Any], reliability: Record) -> None:
     audited.execute("DELETE FROM platform.audit_logs WHERE id = 6")
     verdict = verify(audited)
     assert (verdict.broken_id, verdict.problem) == (
         7,
         f"prev_hash does not link to row 5, the previous row of lane {lane_of(audited)}",
     )
+    tampering_detected(reliability, verdict)
 
 
-def test_a_deleted_tail_is_detected(audited: psycopg.Connection[Any]) -> None:
+def test_a_deleted_tail_is_detected(audited: psycopg.Connection[Any], reliability: Record) -> None:
     audited.execute("DELETE FROM platform.audit_logs WHERE id = 10")
     verdict = verify(audited)
     lane = lane_of(audited)
     assert (verdict.broken_id, verdict.problem) == (9, f"the newest row of lane {lane} is not the lane's head")
+    tampering_detected(reliability, verdict)
 
 
-def test_an_inserted_forged_row_is_detected(audited: psycopg.Connection[Any]) -> None:
+def test_an_inserted_forged_row_is_detected(audited: psycopg.Connection[Any], reliability: Record) -> None:
     """A forger who even hashes the forged row correctly cannot make the next row link to it."""
     audited.execute(
         """INSERT INTO platform.audit_logs
@@ -85,9 +95,10 @@ def test_an_inserted_forged_row_is_detected(audited: psycopg.Connection[Any]) ->
         55,
         f"prev_hash does not link to row 10, the previous row of lane {lane_of(audited)}",
     )
+    tampering_detected(reliability, verdict)
 
 
-def test_a_reordered_pair_is_detected(audited: psycopg.Connection[Any]) -> None:
+def test_a_reordered_pair_is_detected(audited: psycopg.Connection[Any], reliability: Record) -> None:
     """Rows 3 and 4 trade places: each keeps its position's id and hashes but carries the other's event."""
     audited.execute(
         """UPDATE platform.audit_logs l
@@ -98,6 +109,7 @@ def test_a_reordered_pair_is_detected(audited: psycopg.Connection[Any]) -> None:
     )
     verdict = verify(audited)
     assert (verdict.broken_id, verdict.problem) == (3, "row content does not match its row_hash")
+    tampering_detected(reliability, verdict)
 
 
 def test_verify_cli_reports_the_broken_link_and_fails(audited: psycopg.Connection[Any], db: URL) -> None:
@@ -119,7 +131,7 @@ def test_verify_cli_reports_the_broken_link_and_fails(audited: psycopg.Connectio
 WRITERS, WRITES = 8, 1000
 
 
-def test_concurrent_writers_extend_one_chain(db: URL, make: Make) -> None:
+def test_concurrent_writers_extend_one_chain(db: URL, make: Make, reliability: Record) -> None:
     """8 writers x 1,000 audited writes at once: nothing lost, the chain unbroken."""
     teams = [make.team() for _ in range(WRITERS)]
     start = threading.Barrier(WRITERS)
@@ -155,6 +167,9 @@ def test_concurrent_writers_extend_one_chain(db: URL, make: Make) -> None:
     assert verdict.rows == WRITERS + WRITERS * WRITES  # the team inserts, then every update
     assert lanes is not None
     assert lanes[0] > 1, "concurrent writers should have appended to several lanes"
+    reliability.cases = WRITERS * WRITES
+    reliability.figures |= {"writers": WRITERS, "rows verified": verdict.rows, "lanes used": lanes[0],
+                            "rows missing": WRITERS * WRITES - sum(per_writer.values())}  # fmt: skip
 
 
 def test_concurrent_transactions_append_to_different_lanes(db: URL, make: Make) -> None:
@@ -204,7 +219,7 @@ def test_with_every_lane_held_a_transaction_waits_rather_than_forks(db: URL, mak
     assert lanes == (AUDIT_LANES,)
 
 
-def test_a_row_moved_to_another_lane_is_detected(audited: psycopg.Connection[Any]) -> None:
+def test_a_row_moved_to_another_lane_is_detected(audited: psycopg.Connection[Any], reliability: Record) -> None:
     lane = lane_of(audited)
     audited.execute("UPDATE platform.audit_logs SET chain_lane = %s WHERE id = 5", ((lane + 1) % AUDIT_LANES,))
     verdict = verify(audited)
@@ -212,3 +227,4 @@ def test_a_row_moved_to_another_lane_is_detected(audited: psycopg.Connection[Any
         6,
         f"prev_hash does not link to row 4, the previous row of lane {lane}",
     )
+    tampering_detected(reliability, verdict)

@@ -19,6 +19,7 @@ from psycopg import sql
 from platformdb.actor import set_actor
 from platformdb.roles import GROUP_ROLES
 from tests.factories import COMMIT_SHA, DIGEST, PASSWORD_HASH, Make, rejected
+from tests.reliability.report import Record
 
 OPS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
 S, INS, U, D = "SELECT", "INSERT", "UPDATE", "DELETE"
@@ -162,7 +163,7 @@ def test_the_matrix_covers_every_table(conn: psycopg.Connection[Any]) -> None:
 
 
 @pytest.mark.parametrize("role", sorted(GRANTED))
-def test_role_privileges_match_the_specification(conn: psycopg.Connection[Any], role: str) -> None:
+def test_role_privileges_match_the_specification(conn: psycopg.Connection[Any], role: str, reliability: Record) -> None:
     """Every (table, operation) cell of the role: granted cells succeed, all others fail with 42501."""
     wrong = []
     for table in ALL_TABLES:
@@ -174,19 +175,24 @@ def test_role_privileges_match_the_specification(conn: psycopg.Connection[Any], 
                 allowed = True
             except psycopg.errors.InsufficientPrivilege:
                 allowed = False
+            reliability.cases += 1
+            reliability.add("granted and succeeded" if allowed and granted else "refused with 42501" if not allowed
+                            and not granted else "mismatches")  # fmt: skip
             if allowed != granted:
                 wrong.append(f"{table} {op}: {'allowed' if allowed else 'denied'} but the spec says otherwise")
     assert wrong == []
 
 
 @pytest.mark.parametrize("table", sorted(SENSITIVE))
-def test_readonly_cannot_read_sensitive_columns(conn: psycopg.Connection[Any], table: str) -> None:
+def test_readonly_cannot_read_sensitive_columns(conn: psycopg.Connection[Any], table: str, reliability: Record) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, "platform_readonly"):
         conn.execute(
             sql.SQL("SELECT {} FROM {} LIMIT 0").format(
                 sql.Identifier(SENSITIVE[table]), sql.Identifier("platform", table)
             )
         )
+    reliability.cases = 1
+    reliability.add(f"{table}.{SENSITIVE[table]} refused with 42501")
 
 
 def test_nothing_is_granted_to_public(conn: psycopg.Connection[Any]) -> None:

@@ -77,15 +77,13 @@ SELECT d.id, d.version, d.environment_id, d.status, d.created_at, d.deployed_at
 
 ACTIVE_DEPLOYMENTS = Query(
     name="delivery.active_deployments",
-    caller="delivery service's rollout controller, polling every few seconds, and the portal's \"under way\" "
-    "banner: every deployment pending or in progress. Its predicate is the one of the partial unique index, "
-    "which holds only active deployments.",
+    caller="delivery service's rollout controller, polling every few seconds: every deployment pending or in "
+    "progress, oldest first, by id (the controller keeps service and environment names in its cache). The "
+    "partial index ix_deployments_created_at_active holds only these rows, in this order: no sort, no join.",
     kind="range",
     sql="""
-SELECT d.id, s.name AS service, e.name AS environment, d.version, d.status, d.created_at, d.started_at
+SELECT d.id, d.service_id, d.environment_id, d.version, d.status, d.created_at, d.started_at
   FROM platform.deployments d
-  JOIN platform.services s ON s.id = d.service_id
-  JOIN platform.environments e ON e.id = d.environment_id
  WHERE d.status IN ('pending', 'in_progress')
  ORDER BY d.created_at
 """,

@@ -1,10 +1,11 @@
-"""Reliability tests: what each one measured (generated cases, races run, crashes survived) and whether it passed.
+"""Reliability figures: what each reliability test measured (generated cases, races run, crashes survived,
+privilege cells checked, tampering detected, CLI mistakes reported) and whether it passed.
 
-Every test here takes the ``reliability`` fixture, a :class:`Record` it fills in as it runs. When the test
-ends, the record gets the test's outcome and is appended to the JSON file named by
-``$PLATFORMDB_RELIABILITY_REPORT`` (a JSON list, one object per test run), from which ``make reliability``
-renders docs/RELIABILITY.md. Without the variable nothing is written; the figures still show in the
-terminal summary (one line per test with ``-v``).
+Loaded by tests/conftest.py, so that tests of every layer can report. Such a test takes the ``reliability``
+fixture, a :class:`Record` it fills in as it runs. When the test ends, the record gets the test's outcome and is
+appended to the JSON file named by ``$PLATFORMDB_RELIABILITY_REPORT`` (a JSON list, one object per test run),
+from which ``make reliability`` renders docs/RELIABILITY.md. Without the variable nothing is written; the
+figures still show in the terminal summary (one line per test with ``-v``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,19 @@ _PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
 _finished: list[Record] = []
 
 
+_KIND_OF_MODULE = (
+    ("property", "propert"),
+    ("race", "race"),
+    ("crash", "crash"),
+    ("resource", "hygiene"),
+    ("privilege", "privilege"),
+    ("audit", "audit_chain"),
+    ("cli", "test_cli"),
+)
+
+
 def _kind(module: str) -> str:
-    for kind, marker in (("property", "propert"), ("race", "race"), ("crash", "crash"), ("resource", "hygiene")):
+    for kind, marker in _KIND_OF_MODULE:
         if marker in module.rsplit(".", 1)[-1]:
             return kind
     return "other"
@@ -73,7 +85,8 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Record]:
         append_record(Path(path), record)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def reliability_summary(terminalreporter: Any) -> None:
+    """The figures of the reliability tests that ran, for the terminal summary."""
     if not _finished:
         return
     by_kind: dict[str, int] = {}
