@@ -57,7 +57,7 @@ docs: $(STAMP) system-deps
 	$(BIN)/python -m tests.regenerate docs
 
 ## bench: measure the catalog queries (scales 1 and 10), ingest and audited writes on a throwaway PostgreSQL 18;
-## writes bench/results/, docs/PERFORMANCE.md and docs/performance-latency.png (about 5 minutes on 2 cores)
+## writes bench/results/, docs/PERFORMANCE.md and docs/performance-latency.png (about 10 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/platformdb bench --scales 1,10

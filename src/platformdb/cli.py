@@ -183,9 +183,9 @@ def seed(ctx: click.Context, scale: int, seed_value: int) -> None:
 
 @main.command()
 @click.option("--scales", default="1,10", show_default=True, help="Comma-separated seed scales, at least two.")
-@click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--iterations", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Timed runs per query, each with its own drawn parameters.")  # fmt: skip
-@click.option("--warmup", type=click.IntRange(min=0), default=1000, show_default=True,
+@click.option("--warmup", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Untimed runs first, cycling through the same parameters (warms the cache they read).")  # fmt: skip
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"),
               show_default=True, help="Where the JSON figures go.")  # fmt: skip
