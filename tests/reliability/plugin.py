@@ -53,6 +53,16 @@ def _server(item: pytest.Item) -> str | None:
     return None
 
 
+def _name(item: pytest.Item) -> str:
+    """The test's name with its parameters' ids, less the server's (the report has a column for that)."""
+    if not isinstance(item, pytest.Function):
+        return item.name
+    callspec = getattr(item, "callspec", None)
+    server = _server(item)
+    ids = [part for part in (callspec.id.split("-") if callspec else []) if part != server]
+    return f"{item.originalname}[{'-'.join(ids)}]" if ids else item.originalname
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     report: pytest.TestReport = yield
@@ -65,7 +75,7 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Record]:
     item = request.node
     record = Record(
         test=item.nodeid,
-        name=item.originalname if isinstance(item, pytest.Function) else item.name,
+        name=_name(item),
         kind=_kind(item.module.__name__ if item.module else ""),
         server=_server(item),
     )

@@ -64,7 +64,7 @@ def render(records: list[dict[str, Any]]) -> str:
             figures = ", ".join(
                 f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in sorted(r["figures"].items())
             )
-            lines.append(f"| {r['name']} | {r['server']} | {r['cases']:,} | {figures} | {r['outcome']} |")
+            lines.append(f"| {r['name']} | {r['server'] or '-'} | {r['cases']:,} | {figures} | {r['outcome']} |")
         lines.append("")
     if failed:
         lines += ["## Not passed", ""]
