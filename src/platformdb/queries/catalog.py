@@ -10,8 +10,12 @@ PAGE_SIZE = 50
 
 
 def _directory_params(s: Sampler) -> dict[str, Any]:
-    """The first page half of the time, else the page after a service."""
-    after = "" if s.rng.random() < 0.5 else str(s.row(sample("name", "platform.services"))["name"])
+    """The first page half of the time, else the page after a service: a cursor a previous page ended on, so
+    never the last service."""
+    last = "(SELECT max(x.name) FROM platform.services x)"
+    after = (
+        "" if s.rng.random() < 0.5 else str(s.row(sample("name", "platform.services", where=f"name < {last}"))["name"])
+    )
     return {"after_name": after, "page_size": PAGE_SIZE}
 
 

@@ -17,10 +17,17 @@ PAGE_SIZE = 50
 
 
 def _running_params(s: Sampler) -> dict[str, Any]:
-    """The first page half of the time, else the page after a service."""
-    after = "" if s.rng.random() < 0.5 else str(s.row(sample("name", "platform.services"))["name"])
-    return {**s.row(sample("id AS environment_id", "platform.environments")), "after_name": after,
-            "page_size": PAGE_SIZE}  # fmt: skip
+    """The first page half of the time, else the page after a service: a cursor a previous page ended on, so
+    one with a running service after it in the environment."""
+    env = s.row(sample("id AS environment_id", "platform.environments"))
+    after = ""
+    if s.rng.random() >= 0.5:
+        last = (
+            "(SELECT max(x.name) FROM platform.services x JOIN platform.deployments d ON d.service_id = x.id"
+            f" WHERE d.status = 'succeeded' AND d.environment_id = '{env['environment_id']}')"
+        )
+        after = str(s.row(sample("name", "platform.services", where=f"name < {last}"))["name"])
+    return {**env, "after_name": after, "page_size": PAGE_SIZE}
 
 
 RUNNING_IN_ENVIRONMENT = Query(
