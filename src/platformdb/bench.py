@@ -692,8 +692,12 @@ def growth_detail(results: dict[str, Any]) -> str:
             "The answer itself grew: "
             + ", ".join(f"{n} (rows {small[n]['rows_mean']:,.0f} → {large[n]['rows_mean']:,.0f})" for n in bigger)
             + ". The blast radius of a much-depended-on service covers a share of all services, which grows with "
-            "the platform (paging it would not help: the whole closure must be walked to order it); the rollouts "
-            "under way are a share of the services."
+            "the platform (paging it would not help: the whole closure must be walked to order it)"
+            + (
+                "; the rollouts under way are a share of the services."
+                if "delivery.active_deployments" in bigger
+                else "."
+            )
         )
     if same:
         parts.append(
