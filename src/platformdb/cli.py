@@ -78,6 +78,13 @@ def _where(url: URL) -> str:
     return f'database "{url.database}" at {host}' + (f":{url.port}" if url.port and url.host else "")
 
 
+def _require(conn: Any, url: URL, relation: str, what: str) -> None:
+    """One plain line, not a "relation does not exist" error, when the database lacks what a command needs."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    if not row or not row[0]:
+        raise UserError(f"{_where(url)} has no {what}: run `platformdb upgrade` first")
+
+
 @click.group(cls=_Group)
 @click.option(
     "--database-url",
@@ -280,7 +287,9 @@ def audit_verify(ctx: click.Context, since: dt.datetime | None) -> None:
     from platformdb.audit import verify
     from platformdb.db import connect
 
-    with connect(_url(ctx)) as conn:
+    url = _url(ctx)
+    with connect(url) as conn:
+        _require(conn, url, "platform.audit_chain", "audit hash chain")
         verdict = verify(conn, since.replace(tzinfo=dt.UTC) if since else None)
     if not verdict.ok:
         raise UserError(str(verdict))
@@ -325,7 +334,9 @@ def partitions_ensure(ctx: click.Context, ahead: int, table: str | None) -> None
     from platformdb import partitions as maintenance
     from platformdb.db import connect
 
-    with connect(_url(ctx), autocommit=True) as conn:
+    url = _url(ctx)
+    with connect(url, autocommit=True) as conn:
+        _require(conn, url, "platform.metric_samples", "partitioned tables")
         _partition_report(maintenance.ensure(conn, ahead, table), action="ensure")
 
 
@@ -340,7 +351,9 @@ def partitions_prune(ctx: click.Context, retain: int, detach: bool, table: str |
     from platformdb import partitions as maintenance
     from platformdb.db import connect
 
-    with connect(_url(ctx), autocommit=True) as conn:
+    url = _url(ctx)
+    with connect(url, autocommit=True) as conn:
+        _require(conn, url, "platform.metric_samples", "partitioned tables")
         _partition_report(maintenance.prune(conn, retain, table, detach=detach), action="prune")
 
 

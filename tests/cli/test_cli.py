@@ -260,6 +260,24 @@ def test_unknown_revision(command: str, db: URL, reliability: Record) -> None:
     reliability.add("one line, exit 1, no traceback")
 
 
+@pytest.mark.parametrize(
+    ("command", "contains"),
+    [
+        (["audit", "verify"], "no audit hash chain"),
+        (["partitions", "ensure"], "no partitioned tables"),
+        (["partitions", "prune", "--retain", "30"], "no partitioned tables"),
+    ],
+    ids=["audit-verify", "partitions-ensure", "partitions-prune"],
+)
+def test_maintenance_on_an_unmigrated_database_says_to_upgrade(
+    command: list[str], contains: str, empty_db: URL, reliability: Record
+) -> None:
+    result = run("--database-url", libpq_dsn(empty_db), *command)
+    assert_one_line_error(result, (contains, "platformdb upgrade"))
+    reliability.cases = 1
+    reliability.add("one line, exit 1, no traceback")
+
+
 def test_demo_on_an_unmigrated_database_says_to_upgrade(empty_db: URL) -> None:
     result = run("--database-url", libpq_dsn(empty_db), "demo")
     assert_one_line_error(result, ("not migrated", "platformdb upgrade"))
