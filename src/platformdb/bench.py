@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import random
-import re
 import shutil
 import tempfile
 import threading
@@ -41,6 +40,7 @@ from platformdb import migrate
 from platformdb import seed as seeding
 from platformdb.db import parse_url
 from platformdb.queries import CATALOG, Query, Sampler
+from platformdb.queries.base import positional
 from platformdb.server import Cluster, embedded_bin_dir
 
 # Durable: fsync, full page writes and synchronous commit stay at their defaults; only memory is sized.
@@ -144,13 +144,6 @@ ROUND_WARMUP = 20
 catalog caches."""
 
 
-def _positional(sql: str) -> tuple[bytes, list[str]]:
-    """``sql`` with ``$1, $2...`` for its ``%(name)s`` parameters, and the names in that order."""
-    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
-    text = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql).replace("%%", "%")
-    return text.encode(), names
-
-
 def _as_text(value: Any) -> bytes | None:
     if value is None:
         return None
@@ -176,8 +169,8 @@ class Run:
     _names: list[str] = field(default_factory=list, repr=False)
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
-        text, self._names = _positional(self.sql)
-        _check(conn.pgconn.prepare(b"bench", text), conn)
+        text, self._names = positional(self.sql)
+        _check(conn.pgconn.prepare(b"bench", text.encode()), conn)
 
     def once(self, i: int, conn: psycopg.Connection[Any], timed: bool) -> None:
         p = self.params[i % len(self.params)]

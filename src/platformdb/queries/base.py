@@ -17,6 +17,12 @@ CANDIDATES = 5000
 table, so drawing stays cheap at any scale."""
 
 
+def positional(sql: str) -> tuple[str, list[str]]:
+    """``sql`` (psycopg's ``%(name)s`` parameters) with ``$1, $2...`` instead, and the names in that order."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    return re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql).replace("%%", "%"), names
+
+
 @dataclass(frozen=True)
 class Window:
     """The query reads one time range of a partitioned table, ``since <= key < until`` (``until`` None: open
@@ -51,12 +57,11 @@ class Query:
     @property
     def param_names(self) -> list[str]:
         """The named parameters in order of first appearance."""
-        return list(dict.fromkeys(re.findall(r"%\((\w+)\)s", self.sql)))
+        return positional(self.sql)[1]
 
     def positional_sql(self) -> str:
         """The SQL with ``$1, $2...`` for its parameters (for PREPARE), in :attr:`param_names` order."""
-        names = self.param_names
-        return re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", self.sql).replace("%%", "%")
+        return positional(self.sql)[0]
 
     def draw(self, sampler: Sampler) -> dict[str, Any]:
         return self.params(sampler) if self.params else {}
