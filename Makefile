@@ -14,7 +14,7 @@ export PLATFORMDB_HOME ?= $(CURDIR)/.platformdb
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/pip install --quiet -e ".[all,test,bench]"
 	touch $(STAMP)
 
 ## demo: set up, start the embedded PostgreSQL 18, migrate to head, load demo data, show what runs where
@@ -43,30 +43,29 @@ system-deps:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## snapshot / docs: regenerate docs/schema-snapshot.txt / docs/schema/ from a freshly migrated database
 snapshot: $(STAMP)
-	$(BIN)/python -m tests.regenerate snapshot
+	$(BIN)/python -m tools.regenerate snapshot
 
 docs: $(STAMP) system-deps
-	$(BIN)/python -m tests.regenerate docs
+	$(BIN)/python -m tools.regenerate docs
 
 ## bench: measure the catalog queries (scales 1 and 10), ingest and audited writes on a throwaway PostgreSQL 18;
 ## writes bench/results/, docs/PERFORMANCE.md and docs/performance-latency.png (about 10 minutes on 2 cores)
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[test,bench]"
-	$(BIN)/platformdb bench --scales 1,10
+	$(BIN)/python -m bench --scales 1,10
 
 ## reliability: run the reliability tests and regenerate docs/RELIABILITY.md with the figures they counted
 reliability: $(STAMP) system-deps
 	rm -f .platformdb/reliability.json
 	PLATFORMDB_RELIABILITY_REPORT=$(CURDIR)/.platformdb/reliability.json $(BIN)/python -m pytest tests/reliability tests/security tests/cli -q
-	$(BIN)/python -m tests.reliability.render .platformdb/reliability.json > docs/RELIABILITY.md
+	$(BIN)/python -m tools.render_reliability .platformdb/reliability.json > docs/RELIABILITY.md
 
 server-stop: $(STAMP)
 	$(BIN)/platformdb server stop

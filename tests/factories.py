@@ -32,6 +32,64 @@ def restrict_sqlstate(conn: psycopg.Connection[Any]) -> str:
     return "23001" if conn.info.server_version >= 180000 else "23503"
 
 
+@contextmanager
+def triggers_disabled(conn: psycopg.Connection[Any], table: str, *triggers: str) -> Iterator[None]:
+    """Bypass the named triggers of ``platform.<table>`` for the block, to reach the rule a trigger stands in
+    front of (defence in depth: what holds when the guard is bypassed or dropped)."""
+    for trigger in triggers:
+        conn.execute(f"ALTER TABLE platform.{table} DISABLE TRIGGER {trigger}")
+    try:
+        yield
+    finally:
+        for trigger in triggers:
+            conn.execute(f"ALTER TABLE platform.{table} ENABLE TRIGGER {trigger}")
+
+
+@contextmanager
+def replica_mode(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Writes as a logical-replication apply worker (or ``pg_restore --disable-triggers``) makes them: no
+    ordinary trigger fires, so only the CHECK and unique constraints stand between the row and the table."""
+    conn.execute("SET session_replication_role = replica")
+    try:
+        yield
+    finally:
+        conn.execute("RESET session_replication_role")
+
+
+def delete_by_id(conn: psycopg.Connection[Any], table: str, row_id: Any) -> None:
+    """DELETE one row of ``platform.<table>`` by id. A user is deleted with trg_users_no_delete bypassed: users
+    are never deleted, and this shows what the foreign keys that point at them would do if one were."""
+    statement = f"DELETE FROM platform.{table} WHERE id = %s"
+    if table == "users":
+        with triggers_disabled(conn, "users", "trg_users_no_delete"):
+            conn.execute(statement, (row_id,))
+    else:
+        conn.execute(statement, (row_id,))
+
+
+def assert_updated_at_trigger(
+    conn: psycopg.Connection[Any], table: str, where: str, params: tuple[Any, ...], change: str, guard: str
+) -> None:
+    """The set_updated_at trigger of a mutable table, on the one row ``where`` selects (its created_at and
+    updated_at set in the past): an UPDATE stamps updated_at with its transaction's time, even when the writer
+    sets another value, and a rewrite of created_at is refused (SQLSTATE 23000) naming ``guard``."""
+    old = conn.execute(f"SELECT created_at, updated_at FROM platform.{table} WHERE {where}", params).fetchone()
+    assert old is not None
+    assert old[0] == old[1] < conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    for assignment in (change, "updated_at = created_at"):
+        row = conn.execute(
+            f"UPDATE platform.{table} SET {assignment} WHERE {where} RETURNING created_at, updated_at, now()", params
+        ).fetchone()
+        assert row is not None
+        assert row[0] == old[0]
+        assert row[1] == row[2] > old[0]
+    with rejected("23000", guard):
+        conn.execute(f"UPDATE platform.{table} SET created_at = created_at - interval '1 day' WHERE {where}", params)
+    conn.execute(f"UPDATE platform.{table} SET created_at = created_at WHERE {where}", params)
+    row = conn.execute(f"SELECT created_at FROM platform.{table} WHERE {where}", params).fetchone()
+    assert row == (old[0],)
+
+
 class Make:
     """Creates valid rows; keyword arguments override any column."""
 

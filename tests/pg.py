@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from platformdb.db import parse_url
-from platformdb.server import Cluster, embedded_bin_dir
+from platformdb.workbench.server import Cluster, embedded_bin_dir
 
 SYSTEM_PG15_BIN = Path(os.environ.get("PLATFORMDB_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
 TEMPLATE = "platformdb_template"

@@ -2,8 +2,7 @@
 
 A URL comes from ``--database-url`` or ``PLATFORMDB_DATABASE_URL`` in any form users paste
 (``postgresql://user:pw@host:5432/db``, ``postgresql://user@/db?host=/socket/dir``,
-``postgres://...``, ``postgresql+psycopg://...``); without one, the embedded server is started on demand
-and the database ``platformdb`` is created on it.
+``postgres://...``, ``postgresql+psycopg://...``). Nothing here starts a server.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
@@ -96,19 +96,14 @@ def conninfo(url: URL) -> str:
     return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
 
-def resolve_url(explicit: str | None = None, *, start_embedded: bool = True) -> URL:
-    """The URL to use: explicit, else the environment, else the embedded server (started if needed)."""
-    raw = explicit or os.environ.get(ENV_URL)
-    if raw:
-        return parse_url(raw)
-    if not start_embedded:
-        raise UserError(f"no database given: pass --database-url or set {ENV_URL}")
-    from platformdb.server import embedded_cluster
+def given_url(explicit: str | None = None) -> URL | None:
+    """The URL named by ``explicit``, else by ``$PLATFORMDB_DATABASE_URL``, parsed; None when neither names one.
 
-    cluster = embedded_cluster()
-    cluster.start()
-    ensure_database(parse_url(cluster.url("postgres")), DEFAULT_DATABASE)
-    return parse_url(cluster.url(DEFAULT_DATABASE))
+    The library never starts a server: falling back to the embedded one is the CLI's choice
+    (:func:`platformdb.workbench.server.embedded_url`).
+    """
+    raw = explicit or os.environ.get(ENV_URL)
+    return parse_url(raw) if raw else None
 
 
 def ensure_database(admin_url: URL, name: str) -> None:
@@ -116,7 +111,7 @@ def ensure_database(admin_url: URL, name: str) -> None:
     with connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def connect(url: URL, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from contextlib import redirect_stdout
 from importlib.resources import files
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -13,8 +14,19 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import URL
 
-from platformdb.db import engine
-from platformdb.errors import UserError
+from platformdb.db import display, engine
+from platformdb.errors import NotMigratedError, UserError
+from platformdb.models.base import SCHEMA, partition_kind
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's ``include_name`` filter: what autogenerate compares. Only schema ``platform``, and not the
+    partitions, which are made at run time rather than declared in the models."""
+    if type_ == "schema":
+        return name == SCHEMA
+    if type_ == "table" and name is not None:
+        return partition_kind(name) is None
+    return True
 
 
 def alembic_config(url: URL | None = None) -> Config:
@@ -57,6 +69,13 @@ def current(url: URL) -> str | None:
     finally:
         eng.dispose()  # leave no pooled session behind
     return heads[0] if heads else None
+
+
+def require_head(url: URL) -> None:
+    """Raise :class:`NotMigratedError` unless the database at ``url`` is at the head revision."""
+    at = current(url)
+    if at != head():
+        raise NotMigratedError(f'database "{url.database}" ({display(url)})', at)
 
 
 def upgrade(url: URL, rev: str = "head") -> None:

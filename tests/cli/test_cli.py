@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 
 from platformdb import migrate
 from platformdb.db import ENV_URL, libpq_dsn, parse_url
-from platformdb.server import Cluster, embedded_bin_dir
+from platformdb.workbench.server import Cluster, embedded_bin_dir
 from tests.pg import Server
 from tests.reliability.report import Record
 

@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
-from platformdb import docs
 from platformdb.db import libpq_dsn
-from platformdb.introspect import read_schema
+from platformdb.review import docs
+from platformdb.review.introspect import read_schema
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "schema"
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy.engine import URL
 
 from platformdb.db import libpq_dsn
-from platformdb.introspect import read_schema
-from platformdb.lint import RULES, Finding, lint, load_exceptions
+from platformdb.review.introspect import read_schema
+from platformdb.review.lint import RULES, Finding, lint, load_exceptions
 
-ORIGINAL_DDL = Path(__file__).resolve().parents[1] / "fixtures" / "original_task.sql"
+ORIGINAL_DDL = Path(__file__).resolve().parents[2] / "bench" / "baseline" / "original_task.sql"
 
 
 def findings(conn: psycopg.Connection[Any], schema: str = "platform") -> set[tuple[str, str]]:
@@ -61,6 +61,8 @@ def test_original_task_ddl_reports_its_known_defects(empty_db: URL) -> None:
         ("L011", "users"),  # updated_at nothing maintains
         ("L002", "deployments"),  # undocumented
         ("L012", "users.users_pkey"),  # no naming convention
+        ("L019", "users"),  # no audit trail of any change
+        ("L019", "deployments"),
     }
     assert known <= found, sorted(known - found)
 
@@ -106,6 +108,7 @@ SEEDED = [
     ),
     ("L017", "ALTER TABLE platform.users ADD COLUMN roles text[]", "users.roles"),
     ("L018", "ALTER TABLE platform.teams ALTER id DROP DEFAULT", "teams.id"),
+    ("L019", "DROP TRIGGER trg_teams_audit ON platform.teams", "teams"),
 ]
 
 
@@ -119,6 +122,42 @@ def test_lint_rule_reports_a_seeded_defect(conn: psycopg.Connection[Any], rule: 
 def test_lint_rule_l013_reports_an_isolated_table(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE TABLE platform.x_island (id uuid PRIMARY KEY DEFAULT platform.uuidv7())")
     assert ("L013", "x_island") in findings(conn)
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE TRIGGER trg_teams_audit AFTER INSERT OR UPDATE ON platform.teams"
+        " FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id')",  # misses DELETE
+        "CREATE TRIGGER trg_teams_audit BEFORE INSERT OR UPDATE OR DELETE ON platform.teams"
+        " FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id')",  # before the change is made
+        "CREATE TRIGGER trg_teams_audit AFTER INSERT OR UPDATE OR DELETE ON platform.teams"
+        " FOR EACH STATEMENT EXECUTE FUNCTION platform.audit_capture('id')",  # no row images
+    ],
+    ids=["no-delete", "before", "per-statement"],
+)
+def test_lint_rule_l019_reports_an_audit_trigger_that_misses_changes(conn: psycopg.Connection[Any], ddl: str) -> None:
+    conn.execute("DROP TRIGGER trg_teams_audit ON platform.teams")
+    conn.execute(ddl)
+    assert findings(conn) == {("L019", "teams")}
+
+
+def test_lint_rule_l019_counts_tables_unknown_to_the_models_outside_the_audit_context(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("CREATE TABLE platform.x_unknown (id uuid PRIMARY KEY DEFAULT platform.uuidv7())")
+    assert ("L019", "x_unknown") in findings(conn)
+    conn.execute(
+        "CREATE TRIGGER trg_x_unknown_audit AFTER INSERT OR UPDATE OR DELETE ON platform.x_unknown"
+        " FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id')"
+    )
+    assert ("L019", "x_unknown") not in findings(conn)
+
+
+def test_lint_rule_l019_spares_the_audit_context(conn: psycopg.Connection[Any]) -> None:
+    """The audit log's own tables are not audited (their rows are the audit), and need no exception."""
+    assert not any(e.rule == "L019" and e.obj.startswith("audit_") for e in load_exceptions())
+    assert findings(conn) == set()
 
 
 def test_every_rule_has_a_test() -> None:

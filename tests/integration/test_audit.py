@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -59,23 +61,136 @@ def test_audit_logs_record_every_insert_update_and_delete(conn: psycopg.Connecti
     assert {r["after"]["id"] for r in (inserted, updated)} == {str(team)}
 
 
-@pytest.mark.parametrize(
-    ("table", "create"),
-    [
-        ("teams", lambda make: make.team()),
-        ("services", lambda make: make.service()),
-        ("environments", lambda make: make.environment()),
-        ("releases", lambda make: make.release(make.service())),
-        ("deployments", lambda make: make.deployment(make.service(), make.environment())),
-        ("metrics", lambda make: make.metric()),
-    ],
-)
-def test_audit_logs_capture_each_audited_table(
-    conn: psycopg.Connection[Any], make: Make, table: str, create: Callable[[Make], object]
+@dataclass(frozen=True)
+class Audited:
+    """An audited table, and how plain SQL writes to it: ``create`` makes a valid row and returns its entity_id
+    (the trigger's key columns joined by commas); ``update`` is a SET clause, or None where UPDATE is refused;
+    ``delete`` whether a plain DELETE of the new row is allowed."""
+
+    trigger: str
+    key: str  # the primary-key columns that form entity_id: the audit trigger's first argument
+    create: Callable[[Make], object]
+    update: str | None
+    delete: bool
+
+
+def _membership(make: Make) -> str:
+    team, user = make.team(), make.user()
+    make.insert("team_memberships", "team_id", team_id=team, user_id=user)
+    return f"{team},{user}"
+
+
+def _role_permission(make: Make) -> str:
+    role, permission = make.role(), make.permission()
+    make.insert("role_permissions", "role_id", role_id=role, permission_id=permission)
+    return f"{role},{permission}"
+
+
+def _dependency(make: Make) -> str:
+    service, depends_on = make.service(), make.service()
+    make.insert("service_dependencies", "service_id", service_id=service, depends_on_service_id=depends_on)
+    return f"{service},{depends_on}"
+
+
+def _config_version(make: Make) -> str:
+    configuration = make.configuration(make.service())
+    return f"{configuration},{make.config_version(configuration, 30)}"
+
+
+AUDITED: dict[str, Audited] = {
+    # identity
+    "users": Audited("trg_users_audit", "id", Make.user, "display_name = 'Changed'", delete=False),  # never deleted
+    "teams": Audited("trg_teams_audit", "id", Make.team, "display_name = 'Changed'", delete=True),
+    "team_memberships": Audited(
+        "trg_team_memberships_audit", "team_id,user_id", _membership, "role = 'maintainer'", delete=True
+    ),
+    "roles": Audited("trg_roles_audit", "id", Make.role, "description = 'Changed'", delete=True),
+    "permissions": Audited("trg_permissions_audit", "id", Make.permission, "description = 'Changed'", delete=True),
+    "role_permissions": Audited(
+        "trg_role_permissions_audit", "role_id,permission_id", _role_permission, None, delete=True
+    ),
+    "role_grants": Audited(
+        "trg_role_grants_audit",
+        "id",
+        lambda make: make.grant(make.user(), make.role()),
+        "expires_at = now() + interval '1 day'",
+        delete=True,
+    ),
+    # catalog
+    "environments": Audited("trg_environments_audit", "id", Make.environment, "is_production = true", delete=True),
+    "services": Audited("trg_services_audit", "id", Make.service, "description = 'Changed'", delete=True),
+    "service_dependencies": Audited(
+        "trg_service_dependencies_audit", "service_id,depends_on_service_id", _dependency, None, delete=True
+    ),
+    # delivery
+    "releases": Audited("trg_releases_audit", "id", lambda make: make.release(make.service()), None, delete=True),
+    "deployments": Audited(
+        "trg_deployments_audit",
+        "id",
+        lambda make: make.deployment(make.service(), make.environment()),
+        "status = 'in_progress'",
+        delete=False,
+    ),  # its status history restricts the delete
+    # configuration
+    "configurations": Audited(
+        "trg_configurations_audit", "id", lambda make: make.configuration(make.service()), None, delete=True
+    ),
+    "configuration_versions": Audited(
+        "trg_configuration_versions_audit", "configuration_id,version", _config_version, None, delete=False
+    ),
+    # monitoring
+    "metrics": Audited("trg_metrics_audit", "id", Make.metric, "description = 'Changed'", delete=True),
+}
+
+
+def test_audited_tables_are_the_ones_with_an_audit_trigger(conn: psycopg.Connection[Any]) -> None:
+    """AUDITED lists every table whose changes the catalogs say are captured, with its trigger and key."""
+    rows = conn.execute(
+        """SELECT c.relname, t.tgname, t.tgargs FROM pg_trigger t
+             JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'platform' AND NOT c.relispartition AND NOT t.tgisinternal
+              AND t.tgfoid = 'platform.audit_capture()'::regprocedure"""
+    ).fetchall()
+    found = {table: (trigger, bytes(args).split(b"\0")[0].decode()) for table, trigger, args in rows}
+    assert found == {table: (case.trigger, case.key) for table, case in AUDITED.items()}
+
+
+@pytest.mark.parametrize("table", list(AUDITED))
+def test_audit_capture_records_plain_sql_writes_to_every_audited_table(
+    conn: psycopg.Connection[Any], make: Make, table: str
 ) -> None:
-    entity_id = create(make)
-    row = only_audit_row(conn, table, entity_id)
-    assert (row["action"], row["before"], str(row["after"]["id"])) == ("insert", None, str(entity_id))
+    """An insert, update and delete through plain SQL each leave one audit row naming the table and the row;
+    a write the table refuses leaves none."""
+    case = AUDITED[table]
+    entity_id = str(case.create(make))
+    where = f"concat_ws(',', {case.key}) = %s"
+    expected = ["insert"]
+    if case.update is None:
+        with pytest.raises(psycopg.errors.IntegrityError):
+            conn.execute(f"UPDATE platform.{table} SET created_at = created_at WHERE {where}", (entity_id,))
+    else:
+        updated = conn.execute(f"UPDATE platform.{table} SET {case.update} WHERE {where}", (entity_id,))
+        assert updated.rowcount == 1
+        expected.append("update")
+    delete = f"DELETE FROM platform.{table} WHERE {where}"
+    if case.delete:
+        assert conn.execute(delete, (entity_id,)).rowcount == 1
+        expected.append("delete")
+    else:
+        with pytest.raises(psycopg.errors.IntegrityError):
+            conn.execute(delete, (entity_id,))
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT * FROM platform.audit_logs WHERE entity_id = %s ORDER BY id", (entity_id,)
+        ).fetchall()
+    assert [(r["entity_type"], r["action"]) for r in rows] == [(table, action) for action in expected]
+    images = [(r["before"], r["after"]) for r in rows]
+    for (_, after), (before, _) in itertools.pairwise(images):  # each image continues from the last
+        assert before == after
+    if case.update is not None:
+        assert images[1][0] != images[1][1]
+    inserted = images[0][1]
+    assert ",".join(str(inserted[k]) for k in case.key.split(",")) == entity_id
 
 
 def test_audit_logs_capture_deployment_status_changes(conn: psycopg.Connection[Any], make: Make) -> None:
@@ -238,6 +353,70 @@ def test_audit_logs_images_match_action(
     insert_audit_log(conn, action="update", before={"id": 1}, after={"id": 2})
     insert_audit_log(conn, action="delete", before={"id": 2}, after=None)
     assert make.count("audit_logs") == 3
+
+
+@pytest.mark.parametrize("action", ["upsert", "INSERT", "truncate", ""])
+def test_audit_logs_action_allowed(make: Make, conn: psycopg.Connection[Any], action: str) -> None:
+    with rejected("23514", "ck_audit_logs_action_allowed"):
+        insert_audit_log(conn, action=action, after={"id": 1})
+    for action_ok in ("insert", "update", "delete"):
+        insert_audit_log(conn, action=action_ok, before=None if action_ok == "insert" else {"id": 1},
+                         after=None if action_ok == "delete" else {"id": 1})  # fmt: skip
+    assert make.count("audit_logs") == 3
+
+
+@pytest.mark.parametrize("entity_type", ["Teams", "team-memberships", "1teams", "platform.teams", ""])
+def test_audit_logs_entity_type_format(make: Make, conn: psycopg.Connection[Any], entity_type: str) -> None:
+    with rejected("23514", "ck_audit_logs_entity_type_format"):
+        insert_audit_log(conn, entity_type=entity_type, after={"id": 1})
+    insert_audit_log(conn, entity_type="team_memberships", after={"id": 1})
+    insert_audit_log(conn, entity_type="_x9", after={"id": 1})
+    assert make.count("audit_logs") == 2
+
+
+@pytest.mark.parametrize("actor_name", ["", "x" * 321])
+def test_audit_logs_actor_name_length(make: Make, conn: psycopg.Connection[Any], actor_name: str) -> None:
+    with rejected("23514", "ck_audit_logs_actor_name_length"):
+        insert_audit_log(conn, actor_name=actor_name, after={"id": 1})
+    insert_audit_log(conn, actor_name="x", after={"id": 1})
+    insert_audit_log(conn, actor_name="x" * 320, after={"id": 1})
+    assert make.count("audit_logs") == 2
+
+
+@pytest.mark.parametrize("request_id", ["", "r" * 129])
+def test_audit_logs_request_id_length(make: Make, conn: psycopg.Connection[Any], request_id: str) -> None:
+    with rejected("23514", "ck_audit_logs_request_id_length"):
+        insert_audit_log(conn, request_id=request_id, after={"id": 1})
+    insert_audit_log(conn, request_id="r" * 128, after={"id": 1})
+    insert_audit_log(conn, request_id=None, after={"id": 1})
+    assert make.count("audit_logs") == 2
+
+
+@pytest.mark.parametrize(
+    "hashes", [{"prev_hash": bytes(31)}, {"prev_hash": b""}, {"row_hash": bytes(33)}, {"row_hash": bytes(20)}]
+)
+def test_audit_logs_hashes_are_sha256(make: Make, conn: psycopg.Connection[Any], hashes: dict[str, bytes]) -> None:
+    with rejected("23514", "ck_audit_logs_hashes_are_sha256"):
+        insert_audit_log(conn, after={"id": 1}, **hashes)
+    insert_audit_log(conn, after={"id": 1}, prev_hash=bytes(32), row_hash=b"\xff" * 32)
+    assert make.count("audit_logs") == 1
+
+
+def audit_lanes(conn: psycopg.Connection[Any]) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT lane FROM platform.audit_chain ORDER BY lane")]
+
+
+@pytest.mark.parametrize("lane", [-1, 16, 32767])
+def test_audit_chain_lane_range(conn: psycopg.Connection[Any], lane: int) -> None:
+    """The chain has exactly lanes 0 to 15 (AUDIT_LANES); no writer may add or renumber one outside them."""
+    with rejected("23514", "ck_audit_chain_lane_range"):
+        conn.execute("INSERT INTO platform.audit_chain (lane, last_hash) VALUES (%s, %s)", (lane, bytes(32)))
+    with rejected("23514", "ck_audit_chain_lane_range"):
+        conn.execute("UPDATE platform.audit_chain SET lane = %s WHERE lane = 15", (lane,))
+    assert audit_lanes(conn) == list(range(16))
+    conn.execute("DELETE FROM platform.audit_chain WHERE lane = 15")
+    conn.execute("INSERT INTO platform.audit_chain (lane, last_hash) VALUES (15, %s)", (bytes(32),))
+    assert audit_lanes(conn) == list(range(16))
 
 
 def test_audit_logs_without_a_monthly_partition_land_in_the_default(conn: psycopg.Connection[Any], make: Make) -> None:

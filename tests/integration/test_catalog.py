@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.factories import Make, rejected, restrict_sqlstate
+from tests.factories import Make, assert_updated_at_trigger, rejected, restrict_sqlstate
 
+OLD = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 BAD_NAMES = ["Payments", "payments_api", "-payments", "payments-", "pay--ments", "1payments", "pay ments", "a" * 64, ""]
 
 
@@ -80,6 +83,22 @@ def test_services_owner_team_must_exist(make: Make) -> None:
     assert make.count("services") == 0
 
 
+@pytest.mark.parametrize(
+    ("table", "change", "trigger"),
+    [
+        ("services", "description = 'Changed'", "trg_services_updated_at"),
+        ("environments", "is_production = true", "trg_environments_updated_at"),
+    ],
+)
+def test_catalog_updated_at_triggers(
+    conn: psycopg.Connection[Any], make: Make, table: str, change: str, trigger: str
+) -> None:
+    """An UPDATE stamps updated_at with its transaction's time, whatever the writer set; created_at is refused."""
+    factory = make.service if table == "services" else make.environment
+    row_id = factory(created_at=OLD, updated_at=OLD)
+    assert_updated_at_trigger(conn, table, "id = %s", (row_id,), change, guard=trigger)
+
+
 # environments --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_environments_name_format(make: Make, name: str) -> None:
@@ -132,8 +151,25 @@ def test_service_dependencies_are_unique(make: Make) -> None:
     assert make.count("service_dependencies") == 2
 
 
+@pytest.mark.parametrize(
+    ("column", "constraint"),
+    [
+        ("service_id", "fk_service_dependencies_service_id_services"),
+        ("depends_on_service_id", "fk_service_dependencies_depends_on_service_id_services"),
+    ],
+)
+def test_service_dependencies_services_must_exist(make: Make, column: str, constraint: str) -> None:
+    values = {"service_id": make.service(), "depends_on_service_id": make.service()}
+    with rejected("23503", constraint):
+        depend(make, **(values | {column: uuid.uuid4()}))
+    assert make.count("service_dependencies") == 0
+    depend(make, **values)
+    assert make.count("service_dependencies") == 1
+
+
 def test_service_dependencies_cascade_when_service_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
-    """Deleting a service removes its dependencies in both directions; others' stay."""
+    """Deleting a service removes its dependencies in both directions (fk_service_dependencies_service_id_services
+    and fk_service_dependencies_depends_on_service_id_services are ON DELETE CASCADE); others' stay."""
     api, db, cache = make.service(), make.service(), make.service()
     depend(make, api, db)
     depend(make, db, cache)

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.factories import Make, rejected
+from tests.factories import Make, delete_by_id, rejected, replica_mode, restrict_sqlstate, triggers_disabled
 
 SECRET_REF = "vault://kv/payments/db#password"
 
@@ -73,6 +73,29 @@ def test_configurations_one_slot_per_service_key_and_environment(make: Make) -> 
     make.configuration(service, "RETRIES")
     make.configuration(make.service(), "TIMEOUT")
     assert make.count("configurations") == 5
+
+
+@pytest.mark.parametrize(
+    ("column", "table", "constraint"),
+    [
+        ("service_id", "services", "fk_configurations_service_id_services"),
+        ("environment_id", "environments", "fk_configurations_environment_id_environments"),
+    ],
+)
+def test_configurations_service_and_environment_must_exist_and_stay(
+    conn: psycopg.Connection[Any], make: Make, column: str, table: str, constraint: str
+) -> None:
+    """A key belongs to an existing service (and environment); neither is deleted from under it (RESTRICT)."""
+    values: dict[str, Any] = {"service_id": make.service(), "environment_id": make.environment()}
+    with rejected("23503", constraint):
+        make.insert("configurations", key="TIMEOUT", **(values | {column: uuid.uuid4()}))
+    assert make.count("configurations") == 0
+    make.insert("configurations", key="TIMEOUT", **values)
+    with rejected(restrict_sqlstate(conn), constraint):
+        conn.execute(f"DELETE FROM platform.{table} WHERE id = %s", (values[column],))
+    idle = make.service() if table == "services" else make.environment()
+    conn.execute(f"DELETE FROM platform.{table} WHERE id = %s", (idle,))
+    assert (make.count("configurations"), make.count(table)) == (1, 1)
 
 
 def test_configurations_are_immutable(conn: psycopg.Connection[Any], make: Make) -> None:
@@ -173,6 +196,50 @@ def test_configuration_versions_expected_version_must_be_the_next(conn: psycopg.
     assert versions(conn, configuration) == [1, 2, 3]
 
 
+def test_configuration_versions_version_positive(conn: psycopg.Connection[Any], make: Make) -> None:
+    """The numbering trigger refuses a version it would not assign (trg_configuration_versions_number); the CHECK
+    still holds where no trigger fires (a logical-replication apply, a restore with triggers disabled)."""
+    configuration = make.configuration(make.service())
+    with rejected("23514", "trg_configuration_versions_number"):
+        make.config_version(configuration, 10, version=0)
+    with replica_mode(conn):
+        for version in (0, -1):
+            with rejected("23514", "ck_configuration_versions_version_positive"):
+                make.config_version(configuration, 10, version=version)
+        make.config_version(configuration, 10, version=1)
+    assert versions(conn, configuration) == [1]
+
+
+def test_configuration_versions_configuration_must_exist_and_keep_its_history(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    """A version belongs to an existing key, and a key with versions cannot be deleted (RESTRICT)."""
+    with rejected("23503", "fk_configuration_versions_configuration_id_configurations"):
+        make.config_version(uuid.uuid4(), 10)
+    service = make.service()
+    configuration, unused = make.configuration(service, "TIMEOUT"), make.configuration(service, "RETRIES")
+    make.config_version(configuration, 10)
+    with rejected(restrict_sqlstate(conn), "fk_configuration_versions_configuration_id_configurations"):
+        conn.execute("DELETE FROM platform.configurations WHERE id = %s", (configuration,))
+    conn.execute("DELETE FROM platform.configurations WHERE id = %s", (unused,))
+    assert (make.count("configurations"), versions(conn, configuration)) == (1, [1])
+
+
+def test_configuration_versions_created_by_must_exist_and_cannot_be_deleted(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    """Users are never deleted (trg_users_no_delete); were that guard bypassed, a version keeps its author."""
+    configuration = make.configuration(make.service())
+    with rejected("23503", "fk_configuration_versions_created_by_users"):
+        make.config_version(configuration, 10, created_by=uuid.uuid4())
+    author, idle = make.user(), make.user()
+    make.config_version(configuration, 10, created_by=author)
+    with rejected(restrict_sqlstate(conn), "fk_configuration_versions_created_by_users"):
+        delete_by_id(conn, "users", author)
+    delete_by_id(conn, "users", idle)
+    assert (make.count("users"), versions(conn, configuration)) == (1, [1])
+
+
 def test_configuration_versions_are_append_only(conn: psycopg.Connection[Any], make: Make) -> None:
     configuration = make.configuration(make.service())
     make.config_version(configuration, 10)
@@ -242,7 +309,8 @@ def test_effective_configuration_ignores_other_environments_and_services(
 
 # deployment_configurations -------------------------------------------------------------------------------
 def test_deployment_configurations_record_the_versions_in_force(conn: psycopg.Connection[Any], make: Make) -> None:
-    """A new deployment records, per key, the version in force; later edits leave that record alone."""
+    """A new deployment records, per key, the version in force (trg_deployments_capture_configuration); later
+    edits leave that record alone."""
     service, production = make.service(), make.environment()
     timeout = make.configuration(service, "TIMEOUT")
     make.config_version(timeout, 10)
@@ -286,3 +354,53 @@ def test_configuration_versions_plain_value_is_not_json_null(make: Make) -> None
     write_version(make, cfg, "deleted")
     write_version(make, cfg, "plain", value=Jsonb({"retries": None}))
     assert make.count("configuration_versions") == 2
+
+
+def add_captured(conn: psycopg.Connection[Any], deployment_id: Any, configuration_id: Any, version: int) -> None:
+    """A direct write to deployment_configurations (normally only the capture trigger writes there)."""
+    conn.execute(
+        "INSERT INTO platform.deployment_configurations (deployment_id, configuration_id, version) VALUES (%s, %s, %s)",
+        (deployment_id, configuration_id, version),
+    )
+
+
+def test_deployment_configurations_name_an_existing_version_that_stays(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    """What was in force is a version that exists, and it cannot be deleted (RESTRICT) even were the
+    append-only guard of configuration_versions bypassed."""
+    service, env = make.service(), make.environment()
+    deployment = make.deployment(service, env)  # before the key exists: nothing captured
+    configuration = make.configuration(service)
+    make.config_version(configuration, 10)
+    make.config_version(configuration, 20)
+    for version in (3, 0):
+        with rejected("23503", "fk_deployment_configurations_configuration_id_version_c_35ba"):
+            add_captured(conn, deployment, configuration, version)
+    with rejected("23503", "fk_deployment_configurations_configuration_id_version_c_35ba"):
+        add_captured(conn, deployment, uuid.uuid4(), 1)
+    add_captured(conn, deployment, configuration, 1)
+    delete = "DELETE FROM platform.configuration_versions WHERE configuration_id = %s AND version = %s"
+    with triggers_disabled(conn, "configuration_versions", "trg_configuration_versions_append_only"):
+        with rejected(restrict_sqlstate(conn), "fk_deployment_configurations_configuration_id_version_c_35ba"):
+            conn.execute(delete, (configuration, 1))
+        conn.execute(delete, (configuration, 2))
+    assert (captured(conn, deployment), versions(conn, configuration)) == ({configuration: 1}, [1])
+
+
+def test_deployment_configurations_deployment_must_exist_and_stay(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A deployment whose configuration was captured cannot be deleted (RESTRICT). Every deployment also has
+    status history, which restricts the delete too; here the history trigger is bypassed to see this key alone."""
+    service, env = make.service(), make.environment()
+    configuration = make.configuration(service)
+    make.config_version(configuration, 10)
+    with rejected("23503", "fk_deployment_configurations_deployment_id_deployments"):
+        add_captured(conn, uuid.uuid4(), configuration, 1)
+    with triggers_disabled(conn, "deployments", "trg_deployments_status_history_insert"):
+        deployment = make.deployment(service, env)
+        idle = make.deployment(make.service(), env)  # no configuration to capture
+    assert (captured(conn, deployment), captured(conn, idle)) == ({configuration: 1}, {})
+    with rejected(restrict_sqlstate(conn), "fk_deployment_configurations_deployment_id_deployments"):
+        conn.execute("DELETE FROM platform.deployments WHERE id = %s", (deployment,))
+    conn.execute("DELETE FROM platform.deployments WHERE id = %s", (idle,))
+    assert make.count("deployments") == 1

@@ -9,7 +9,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import COMMIT_SHA, DIGEST, Make, rejected, restrict_sqlstate
+from tests.factories import (
+    COMMIT_SHA,
+    DIGEST,
+    Make,
+    assert_updated_at_trigger,
+    delete_by_id,
+    rejected,
+    replica_mode,
+    restrict_sqlstate,
+)
 
 STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 LEGAL_TRANSITIONS = {
@@ -116,6 +125,32 @@ def test_releases_are_immutable(conn: psycopg.Connection[Any], make: Make, assig
     assert make.count("releases") == 2
 
 
+def test_releases_service_must_exist_and_cannot_be_deleted_while_released(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    with rejected("23503", "fk_releases_service_id_services"):
+        make.release(uuid.uuid4())
+    service, idle = make.service(), make.service()
+    make.release(service)
+    with rejected(restrict_sqlstate(conn), "fk_releases_service_id_services"):
+        conn.execute("DELETE FROM platform.services WHERE id = %s", (service,))
+    conn.execute("DELETE FROM platform.services WHERE id = %s", (idle,))
+    assert (make.count("services"), make.count("releases")) == (1, 1)
+
+
+def test_releases_created_by_must_exist_and_cannot_be_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    """Users are never deleted (trg_users_no_delete); were that guard bypassed, a release keeps its creator."""
+    service = make.service()
+    with rejected("23503", "fk_releases_created_by_users"):
+        make.release(service, created_by=uuid.uuid4())
+    creator, idle = make.user(), make.user()
+    make.release(service, created_by=creator)
+    with rejected(restrict_sqlstate(conn), "fk_releases_created_by_users"):
+        delete_by_id(conn, "users", creator)
+    delete_by_id(conn, "users", idle)
+    assert (make.count("users"), make.count("releases")) == (1, 1)
+
+
 # deployments -------------------------------------------------------------------------------------------
 def test_deployments_reference_an_existing_release(make: Make) -> None:
     service, other, env = make.service(), make.service(), make.environment()
@@ -126,6 +161,42 @@ def test_deployments_reference_an_existing_release(make: Make) -> None:
     make.release(service, "2.0.0")
     make.insert("deployments", service_id=service, version="2.0.0", environment_id=env)
     assert make.count("deployments") == 1
+
+
+def test_deployments_release_cannot_be_deleted_while_deployed(conn: psycopg.Connection[Any], make: Make) -> None:
+    service, env = make.service(), make.environment()
+    deployed, idle = make.release(service, "1.0.0"), make.release(service, "1.0.1")
+    make.deployment(service, env, "1.0.0")
+    with rejected(restrict_sqlstate(conn), "fk_deployments_service_id_version_releases"):
+        conn.execute("DELETE FROM platform.releases WHERE id = %s", (deployed,))
+    conn.execute("DELETE FROM platform.releases WHERE id = %s", (idle,))
+    assert (make.count("releases"), make.count("deployments")) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("column", "table", "constraint"),
+    [
+        ("environment_id", "environments", "fk_deployments_environment_id_environments"),
+        ("deployed_by", "users", "fk_deployments_deployed_by_users"),
+    ],
+)
+def test_deployments_references_must_exist_and_cannot_be_deleted(
+    conn: psycopg.Connection[Any], make: Make, column: str, table: str, constraint: str
+) -> None:
+    """A deployment names an existing environment and deployer, neither deleted from under it (RESTRICT)."""
+    service = make.service()
+    make.release(service)
+    values: dict[str, Any] = {"service_id": service, "version": "1.0.0", "environment_id": make.environment()}
+    with rejected("23503", constraint):
+        make.insert("deployments", **(values | {column: uuid.uuid4()}))
+    assert make.count("deployments") == 0
+    referenced, idle = (make.user(), make.user()) if table == "users" else (make.environment(), make.environment())
+    make.insert("deployments", **(values | {column: referenced}))
+    with rejected(restrict_sqlstate(conn), constraint):
+        delete_by_id(conn, table, referenced)
+    delete_by_id(conn, table, idle)
+    row = conn.execute(f"SELECT {column} FROM platform.deployments").fetchall()
+    assert row == [(referenced,)]
 
 
 @pytest.mark.parametrize("status", [s for s in STATUSES if s != "pending"])
@@ -185,6 +256,75 @@ def test_deployments_deployed_after_started(conn: psycopg.Connection[Any], make:
     assert deployment_row(conn, deployment) == ("in_progress", started, None)
     conn.execute(finish, (started, deployment))
     assert deployment_row(conn, deployment) == ("succeeded", started, started)
+
+
+@pytest.mark.parametrize("finished", ["succeeded", "failed"])
+def test_deployments_started_at_when_started(conn: psycopg.Connection[Any], make: Make, finished: str) -> None:
+    """A deployment that ran has a start time; only one cancelled (or still pending) may lack it."""
+    service, env = make.service(), make.environment()
+    deployment = make.deployment(service, env)
+    make.set_status(deployment, "in_progress")
+    with rejected("23514", "ck_deployments_started_at_when_started"):
+        conn.execute(
+            "UPDATE platform.deployments SET status = %s, started_at = NULL WHERE id = %s", (finished, deployment)
+        )
+    status, started, _ = deployment_row(conn, deployment)
+    assert (status, started is not None) == ("in_progress", True)
+    conn.execute("UPDATE platform.deployments SET status = 'cancelled', started_at = NULL WHERE id = %s", (deployment,))
+    status, started, deployed = deployment_row(conn, deployment)
+    assert (status, started, deployed is not None) == ("cancelled", None, True)
+
+
+def test_deployments_deployed_at_when_finished(conn: psycopg.Connection[Any], make: Make) -> None:
+    """An active (pending, in_progress) deployment has no finish time; a finished one has one."""
+    service, env = make.service(), make.environment()
+    make.release(service)
+    with rejected("23514", "ck_deployments_deployed_at_when_finished"):
+        make.deployment(service, env, deployed_at=dt.datetime.now(dt.UTC))
+    deployment = make.deployment(service, env)
+    with rejected("23514", "ck_deployments_deployed_at_when_finished"):
+        conn.execute(
+            "UPDATE platform.deployments SET status = 'in_progress', started_at = now(), deployed_at = now()"
+            " WHERE id = %s",
+            (deployment,),
+        )
+    assert deployment_row(conn, deployment) == ("pending", None, None)
+    make.set_status(deployment, "in_progress", "failed")
+    assert deployment_row(conn, deployment)[2] is not None
+
+
+def test_deployments_status_allowed(conn: psycopg.Connection[Any], make: Make) -> None:
+    """The status trigger refuses an unknown status first; the CHECK still holds where no trigger fires (a
+    logical-replication apply, a restore with triggers disabled)."""
+    service, env = make.service(), make.environment()
+    make.release(service)
+    insert = (
+        "INSERT INTO platform.deployments (service_id, version, environment_id, status, started_at, deployed_at)"
+        " VALUES (%s, '1.0.0', %s, %s, now(), now())"
+    )
+    with rejected("23514", "trg_deployments_status_transition"):
+        conn.execute(insert, (service, env, "done"))
+    with replica_mode(conn):
+        for status in ("done", "Succeeded", ""):
+            with rejected("23514", "ck_deployments_status_allowed"):
+                conn.execute(insert, (service, env, status))
+        conn.execute(insert, (service, env, "succeeded"))
+    assert conn.execute("SELECT status FROM platform.deployments").fetchall() == [("succeeded",)]
+
+
+def test_deployments_updated_at_trigger(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_deployments_updated_at stamps every UPDATE; a created_at rewrite is refused, by
+    trg_deployments_immutable_columns first (it fires before, in name order)."""
+    old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    deployment = make.deployment(make.service(), make.environment(), created_at=old, updated_at=old)
+    assert_updated_at_trigger(
+        conn,
+        "deployments",
+        "id = %s",
+        (deployment,),
+        "status = 'in_progress'",
+        guard="trg_deployments_immutable_columns",
+    )
 
 
 def test_deployments_started_at_and_deployed_at_are_stamped(conn: psycopg.Connection[Any], make: Make) -> None:
@@ -262,6 +402,8 @@ def test_deployments_with_history_cannot_be_deleted(conn: psycopg.Connection[Any
 
 
 def test_deployment_status_history_records_each_status_in_order(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_deployments_status_history_insert records the first status; trg_deployments_status_history_update
+    each move, and nothing for an UPDATE that leaves the status as it was."""
     deployment = make.deployment(make.service(), make.environment())
     assert history(conn, deployment) == [(None, "pending")]
     make.set_status(deployment, "in_progress", "succeeded")
@@ -291,6 +433,80 @@ def test_deployment_status_history_is_append_only(conn: psycopg.Connection[Any],
     assert history(conn, deployment) == [(None, "pending"), ("pending", "in_progress")]
     make.set_status(deployment, "failed")  # appending still works
     assert make.count("deployment_status_history") == 3
+
+
+def add_history(conn: psycopg.Connection[Any], deployment_id: Any, from_status: str | None, to_status: str) -> None:
+    """A direct write to the history (normally only the status triggers write there)."""
+    conn.execute(
+        "INSERT INTO platform.deployment_status_history (deployment_id, from_status, to_status) VALUES (%s, %s, %s)",
+        (deployment_id, from_status, to_status),
+    )
+
+
+def test_deployment_status_history_deployment_must_exist(conn: psycopg.Connection[Any], make: Make) -> None:
+    with rejected("23503", "fk_deployment_status_history_deployment_id_deployments"):
+        add_history(conn, uuid.uuid4(), None, "pending")
+    deployment = make.deployment(make.service(), make.environment())
+    add_history(conn, deployment, "pending", "cancelled")
+    assert make.count("deployment_status_history") == 2
+
+
+@pytest.mark.parametrize(
+    ("from_status", "to_status"), [(None, "in_progress"), (None, "failed"), ("pending", "pending")]
+)
+def test_deployment_status_history_initial_status_pending(
+    conn: psycopg.Connection[Any], make: Make, from_status: str | None, to_status: str
+) -> None:
+    """A history starts (no from_status) with pending, and only there does pending appear as a to_status."""
+    deployment = make.deployment(make.service(), make.environment())
+    with rejected("23514", "ck_deployment_status_history_initial_status_pending"):
+        add_history(conn, deployment, from_status, to_status)
+    add_history(conn, deployment, None, "pending")
+    add_history(conn, deployment, "pending", "in_progress")
+    assert len(history(conn, deployment)) == 3
+
+
+@pytest.mark.parametrize("to_status", ["done", "Succeeded", ""])
+def test_deployment_status_history_to_status_allowed(conn: psycopg.Connection[Any], make: Make, to_status: str) -> None:
+    deployment = make.deployment(make.service(), make.environment())
+    with rejected("23514", "ck_deployment_status_history_to_status_allowed"):
+        add_history(conn, deployment, "pending", to_status)
+    for from_ok, to_ok in sorted(LEGAL_TRANSITIONS):  # every status but pending, each as a to_status
+        add_history(conn, deployment, from_ok, to_ok)
+    assert make.count("deployment_status_history") == 1 + len(LEGAL_TRANSITIONS)
+
+
+def test_deployment_status_history_moves_along_a_transition(conn: psycopg.Connection[Any], make: Make) -> None:
+    """Each recorded move is a row of the state machine, and a move that was made stays in it (RESTRICT)."""
+    deployment = make.deployment(make.service(), make.environment())
+    with rejected("23503", "fk_deployment_status_history_transition"):
+        add_history(conn, deployment, "pending", "succeeded")
+    make.set_status(deployment, "in_progress")
+    delete = "DELETE FROM platform.deployment_status_transitions WHERE from_status = %s AND to_status = %s"
+    with rejected(restrict_sqlstate(conn), "fk_deployment_status_history_transition"):
+        conn.execute(delete, ("pending", "in_progress"))
+    conn.execute(delete, ("failed", "rolled_back"))  # a transition never taken is not history
+    assert history(conn, deployment) == [(None, "pending"), ("pending", "in_progress")]
+    assert conn.execute("SELECT count(*) FROM platform.deployment_status_transitions").fetchone() == (6,)
+
+
+@pytest.mark.parametrize(
+    ("from_status", "to_status", "constraint"),
+    [
+        ("done", "pending", "ck_deployment_status_transitions_from_status_allowed"),
+        ("Pending", "cancelled", "ck_deployment_status_transitions_from_status_allowed"),
+        ("pending", "done", "ck_deployment_status_transitions_to_status_allowed"),
+        ("in_progress", "", "ck_deployment_status_transitions_to_status_allowed"),
+    ],
+)
+def test_deployment_status_transitions_statuses_allowed(
+    conn: psycopg.Connection[Any], from_status: str, to_status: str, constraint: str
+) -> None:
+    insert = "INSERT INTO platform.deployment_status_transitions (from_status, to_status) VALUES (%s, %s)"
+    with rejected("23514", constraint):
+        conn.execute(insert, (from_status, to_status))
+    conn.execute(insert, ("pending", "failed"))
+    assert conn.execute("SELECT count(*) FROM platform.deployment_status_transitions").fetchone() == (8,)
 
 
 def test_deployment_status_transitions_change_only_by_migration(conn: psycopg.Connection[Any]) -> None:

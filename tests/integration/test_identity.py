@@ -9,13 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import PASSWORD_HASH, Make, rejected
-
-
-def one(conn: psycopg.Connection[Any], sql: str, *params: Any) -> tuple[Any, ...]:
-    row = conn.execute(sql, params).fetchone()
-    assert row is not None
-    return tuple(row)
+from tests.factories import PASSWORD_HASH, Make, assert_updated_at_trigger, delete_by_id, rejected, restrict_sqlstate
 
 
 def test_users_email_is_unique_case_insensitively(make: Make) -> None:
@@ -69,46 +63,40 @@ def test_users_deactivated_after_created(conn: psycopg.Connection[Any], make: Ma
     assert make.count("users") == 1
 
 
-@pytest.mark.parametrize(
-    ("table", "column"),
-    [("users", "display_name"), ("teams", "display_name"), ("roles", "description"), ("permissions", "description")],
-)
-def test_updated_at_is_maintained_by_trigger(
-    conn: psycopg.Connection[Any], make: Make, table: str, column: str
-) -> None:
-    """An UPDATE stamps updated_at with its transaction's time, even when the writer sets another value."""
-    old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+OLD = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def old_row(make: Make, table: str) -> tuple[str, tuple[Any, ...], str]:
+    """A row of an identity table created (and last updated) in 2000: (where, params, a real change to it)."""
+    if table == "team_memberships":
+        team, user = make.team(), make.user()
+        make.insert(table, "team_id", team_id=team, user_id=user, created_at=OLD, updated_at=OLD)
+        return "team_id = %s AND user_id = %s", (team, user), "role = 'maintainer'"
+    if table == "role_grants":
+        row_id = make.grant(make.user(), make.role(), created_at=OLD, updated_at=OLD)
+        return "id = %s", (row_id,), "expires_at = now() + interval '1 day'"
     factory = {"users": make.user, "teams": make.team, "roles": make.role, "permissions": make.permission}[table]
     extra = {"name": "deployment:create"} if table == "permissions" else {}
-    row_id = factory(created_at=old, updated_at=old, **extra)
-    assert one(conn, f"SELECT updated_at FROM platform.{table} WHERE id = %s", row_id) == (old,)
-    updated_at, now = one(
-        conn, f"UPDATE platform.{table} SET {column} = 'Changed' WHERE id = %s RETURNING updated_at, now()", row_id
-    )
-    assert updated_at == now > old
-    updated_at, now = one(
-        conn, f"UPDATE platform.{table} SET updated_at = %s WHERE id = %s RETURNING updated_at, now()", old, row_id
-    )
-    assert updated_at == now > old
-    assert one(conn, f"SELECT created_at FROM platform.{table} WHERE id = %s", row_id) == (old,)
+    column = "description" if table in ("roles", "permissions") else "display_name"
+    return "id = %s", (factory(created_at=OLD, updated_at=OLD, **extra),), f"{column} = 'Changed'"
 
 
-@pytest.mark.parametrize("table", ["users", "teams", "roles", "permissions", "role_grants", "team_memberships"])
-def test_created_at_cannot_be_rewritten(conn: psycopg.Connection[Any], make: Make, table: str) -> None:
-    """created_at is when the row was inserted; the updated_at trigger refuses to move it."""
-    user, role, team = make.user(), make.role(), make.team()
-    where = {
-        "users": ("id = %s", user),
-        "teams": ("id = %s", team),
-        "roles": ("id = %s", role),
-        "permissions": ("id = %s", make.permission(name="deployment:create")),
-        "role_grants": ("id = %s", make.grant(user, role)),
-        "team_memberships": ("user_id = %s", make.insert("team_memberships", "user_id", team_id=team, user_id=user)),
-    }[table]
-    with rejected("23000", f"trg_{table}_updated_at"):
-        conn.execute(f"UPDATE platform.{table} SET created_at = created_at - interval '1 day' WHERE {where[0]}",
-                     (where[1],))  # fmt: skip
-    conn.execute(f"UPDATE platform.{table} SET created_at = created_at WHERE {where[0]}", (where[1],))
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [
+        ("users", "trg_users_updated_at"),
+        ("teams", "trg_teams_updated_at"),
+        ("team_memberships", "trg_team_memberships_updated_at"),
+        ("roles", "trg_roles_updated_at"),
+        ("permissions", "trg_permissions_updated_at"),
+        ("role_grants", "trg_role_grants_updated_at"),
+    ],
+)
+def test_identity_updated_at_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """An UPDATE stamps updated_at with its transaction's time, even when the writer sets another value;
+    created_at is when the row was inserted, and the same trigger refuses to move it."""
+    where, params, change = old_row(make, table)
+    assert_updated_at_trigger(conn, table, where, params, change, guard=trigger)
 
 
 def test_role_permissions_are_never_updated(conn: psycopg.Connection[Any], make: Make) -> None:
@@ -169,7 +157,21 @@ def test_team_memberships_one_per_team_and_user(make: Make) -> None:
     assert make.count("team_memberships") == 2
 
 
+@pytest.mark.parametrize(
+    ("column", "constraint"),
+    [("team_id", "fk_team_memberships_team_id_teams"), ("user_id", "fk_team_memberships_user_id_users")],
+)
+def test_team_memberships_team_and_user_must_exist(make: Make, column: str, constraint: str) -> None:
+    values = {"team_id": make.team(), "user_id": make.user()}
+    with rejected("23503", constraint):
+        make.insert("team_memberships", "team_id", **(values | {column: uuid.uuid4()}))
+    assert make.count("team_memberships") == 0
+    make.insert("team_memberships", "team_id", **values)
+    assert make.count("team_memberships") == 1
+
+
 def test_team_memberships_cascade_when_team_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    """fk_team_memberships_team_id_teams is ON DELETE CASCADE: a deleted team takes its memberships along."""
     team, other = make.team(), make.team()
     users = [make.user(), make.user()]
     for user in users:
@@ -181,7 +183,33 @@ def test_team_memberships_cascade_when_team_is_deleted(conn: psycopg.Connection[
     assert make.count("users") == 2
 
 
+def test_team_memberships_cascade_when_user_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    """fk_team_memberships_user_id_users is ON DELETE CASCADE (were a user deleted despite trg_users_no_delete)."""
+    team, user, other = make.team(), make.user(), make.user()
+    make.insert("team_memberships", "team_id", team_id=team, user_id=user)
+    make.insert("team_memberships", "team_id", team_id=team, user_id=other)
+    delete_by_id(conn, "users", user)
+    rows = conn.execute("SELECT team_id, user_id FROM platform.team_memberships").fetchall()
+    assert rows == [(team, other)]
+
+
 # roles and permissions -----------------------------------------------------------------------------------
+def test_roles_description_length(make: Make) -> None:
+    with rejected("23514", "ck_roles_description_length"):
+        make.role(description="x" * 1001)
+    make.role(description="x" * 1000)
+    make.role(description="")
+    assert make.count("roles") == 2
+
+
+def test_permissions_description_length(make: Make) -> None:
+    with rejected("23514", "ck_permissions_description_length"):
+        make.permission(description="x" * 1001)
+    make.permission(description="x" * 1000)
+    make.permission(description="")
+    assert make.count("permissions") == 2
+
+
 @pytest.mark.parametrize("name", ["Admin", "service_owner", "-admin", "admin-", "service--owner", "1admin", "a" * 64])
 def test_roles_name_format(make: Make, name: str) -> None:
     with rejected("23514", "ck_roles_name_format"):
@@ -232,7 +260,36 @@ def test_permissions_name_is_unique(make: Make) -> None:
     assert make.count("permissions") == 2
 
 
+@pytest.mark.parametrize(
+    ("column", "constraint"),
+    [
+        ("role_id", "fk_role_permissions_role_id_roles"),
+        ("permission_id", "fk_role_permissions_permission_id_permissions"),
+    ],
+)
+def test_role_permissions_role_and_permission_must_exist(make: Make, column: str, constraint: str) -> None:
+    values = {"role_id": make.role(), "permission_id": make.permission()}
+    with rejected("23503", constraint):
+        make.insert("role_permissions", "role_id", **(values | {column: uuid.uuid4()}))
+    assert make.count("role_permissions") == 0
+    make.insert("role_permissions", "role_id", **values)
+    assert make.count("role_permissions") == 1
+
+
+def test_role_permissions_cascade_when_permission_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    """fk_role_permissions_permission_id_permissions is ON DELETE CASCADE; the roles stay."""
+    roles = [make.role(), make.role()]
+    permission, kept = make.permission(), make.permission()
+    for role in roles:
+        make.insert("role_permissions", "role_id", role_id=role, permission_id=permission)
+        make.insert("role_permissions", "role_id", role_id=role, permission_id=kept)
+    conn.execute("DELETE FROM platform.permissions WHERE id = %s", (permission,))
+    rows = conn.execute("SELECT DISTINCT permission_id FROM platform.role_permissions").fetchall()
+    assert (rows, make.count("role_permissions"), make.count("roles")) == ([(kept,)], 2, 2)
+
+
 def test_role_permissions_cascade_when_role_is_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
+    """fk_role_permissions_role_id_roles is ON DELETE CASCADE; the permissions stay."""
     role, other = make.role(), make.role()
     permissions = [make.permission(name="deployment:create"), make.permission(name="deployment:cancel")]
     for permission in permissions:
@@ -310,3 +367,32 @@ def test_role_grants_cascade_when_role_is_deleted(conn: psycopg.Connection[Any],
     make.grant(user, other)
     conn.execute("DELETE FROM platform.roles WHERE id = %s", (role,))
     assert make.count("role_grants") == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "table", "constraint", "cascade"),
+    [
+        ("user_id", "users", "fk_role_grants_user_id_users", True),
+        ("role_id", "roles", "fk_role_grants_role_id_roles", True),
+        ("service_id", "services", "fk_role_grants_service_id_services", True),
+        ("environment_id", "environments", "fk_role_grants_environment_id_environments", True),
+        ("granted_by", "users", "fk_role_grants_granted_by_users", False),
+    ],
+)
+def test_role_grants_on_delete(
+    conn: psycopg.Connection[Any], make: Make, column: str, table: str, constraint: str, cascade: bool
+) -> None:
+    """A grant goes with its user, role, service or environment (ON DELETE CASCADE); the user who granted it
+    cannot be deleted from under it (ON DELETE RESTRICT; users are never deleted anyway)."""
+    factories = {"users": make.user, "roles": make.role, "services": make.service, "environments": make.environment}
+    referenced = factories[table]()
+    values: dict[str, Any] = {"user_id": make.user(), "role_id": make.role(), column: referenced}
+    grant = make.insert("role_grants", **values)
+    other = make.grant(make.user(), make.role())
+    if cascade:
+        delete_by_id(conn, table, referenced)
+        assert conn.execute("SELECT id FROM platform.role_grants").fetchall() == [(other,)]
+    else:
+        with rejected(restrict_sqlstate(conn), constraint):
+            delete_by_id(conn, table, referenced)
+        assert {r[0] for r in conn.execute("SELECT id FROM platform.role_grants")} == {grant, other}

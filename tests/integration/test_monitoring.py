@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.factories import Make, rejected, restrict_sqlstate
+from tests.factories import Make, assert_updated_at_trigger, rejected, restrict_sqlstate
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 
@@ -80,7 +81,50 @@ def test_metrics_name_is_unique(make: Make) -> None:
     assert make.count("metrics") == 2
 
 
+def test_metrics_description_length(make: Make) -> None:
+    with rejected("23514", "ck_metrics_description_length"):
+        make.metric(description="x" * 1001)
+    make.metric(description="x" * 1000)
+    make.metric(description="")
+    assert make.count("metrics") == 2
+
+
+def test_metrics_updated_at_trigger(conn: psycopg.Connection[Any], make: Make) -> None:
+    """An UPDATE stamps updated_at with its transaction's time, whatever the writer set; created_at is refused."""
+    old = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    metric = make.metric(created_at=old, updated_at=old)
+    assert_updated_at_trigger(
+        conn, "metrics", "id = %s", (metric,), "description = 'Changed'", guard="trg_metrics_updated_at"
+    )
+
+
 # metric_series -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("column", "table", "constraint"),
+    [
+        ("metric_id", "metrics", "fk_metric_series_metric_id_metrics"),
+        ("service_id", "services", "fk_metric_series_service_id_services"),
+        ("environment_id", "environments", "fk_metric_series_environment_id_environments"),
+    ],
+)
+def test_metric_series_references_must_exist_and_stay(
+    conn: psycopg.Connection[Any], make: Make, column: str, table: str, constraint: str
+) -> None:
+    """A series names an existing metric, service and environment; none is deleted from under it (RESTRICT)."""
+    factory = {"metrics": make.metric, "services": make.service, "environments": make.environment}[table]
+    dangling = 10**9 if table == "metrics" else uuid.uuid4()
+    with rejected("23503", constraint):
+        make.series(**{column: dangling})
+    assert make.count("metric_series") == 0
+    referenced, idle = factory(), factory()
+    make.series(**{column: referenced})
+    with rejected(restrict_sqlstate(conn), constraint):
+        conn.execute(f"DELETE FROM platform.{table} WHERE id = %s", (referenced,))
+    conn.execute(f"DELETE FROM platform.{table} WHERE id = %s", (idle,))
+    row = conn.execute(f"SELECT {column} FROM platform.metric_series").fetchall()
+    assert row == [(referenced,)]
+
+
 @pytest.mark.parametrize("labels", ["[]", '["a"]', '"x"', "1", "true", "null", '{"k": "' + "v" * 1020 + '"}'])
 def test_metric_series_labels_object(conn: psycopg.Connection[Any], make: Make, labels: str) -> None:
     series = (

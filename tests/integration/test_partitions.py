@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from platformdb import partitions
+from platformdb.ops import partitions
 from tests.factories import Make
 
 

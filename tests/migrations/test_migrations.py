@@ -1,7 +1,7 @@
 """Alembic revisions: one linear, documented, frozen history that upgrades, downgrades and round-trips.
 
 Every revision is exercised on an empty database of its own (each full upgrade takes a fraction of a
-second), on both test servers. Schema comparisons use :func:`platformdb.introspect.snapshot`, which reads
+second), on both test servers. Schema comparisons use :func:`platformdb.review.snapshot.snapshot`, which reads
 the catalogs, so functions, triggers, partitions and comments count as much as tables and columns.
 """
 
@@ -19,8 +19,8 @@ from sqlalchemy.engine import URL
 
 from platformdb import migrate
 from platformdb.db import libpq_dsn
-from platformdb.introspect import snapshot
 from platformdb.models import metadata
+from platformdb.review.snapshot import snapshot
 from tests.factories import COMMIT_SHA, DIGEST, PASSWORD_HASH
 from tests.pg import Server
 

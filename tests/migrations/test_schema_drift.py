@@ -8,7 +8,6 @@ reviewers read). A change to one without the others fails here.
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,18 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import URL
 
 from platformdb.db import engine, libpq_dsn
-from platformdb.introspect import snapshot
+from platformdb.migrate import include_name
 from platformdb.models import SCHEMA, metadata
+from platformdb.review.snapshot import snapshot
 
 pytestmark = pytest.mark.migration
 
 SNAPSHOT_FILE = Path(__file__).resolve().parents[2] / "docs" / "schema-snapshot.txt"
 REGENERATE = (
     "docs/schema-snapshot.txt does not match the migrated schema. If the change is intended, regenerate it "
-    "with `make snapshot` (runs `python -m tests.regenerate snapshot` against a "
+    "with `make snapshot` (runs `python -m tools.regenerate snapshot` against a "
     "migrated database) and commit the diff."
 )
-
-# Same filter as include_name in platformdb/migrations/env.py, which cannot be imported here: env.py
-# runs the migrations on import. Dated partitions are created by functions at run time, not in the models.
-_PARTITION = re.compile(r"_(p\d{4}_\d{2}(_\d{2})?|default)$")
-
-
-def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
-    if type_ == "schema":
-        return name == SCHEMA
-    if type_ == "table" and name is not None:
-        return not _PARTITION.search(name)
-    return True
 
 
 def autogenerate_diff(url: URL, target: MetaData) -> list[Any]:

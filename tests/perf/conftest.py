@@ -12,7 +12,7 @@ from rich.console import Console
 from sqlalchemy.engine import URL
 
 from platformdb.db import libpq_dsn
-from platformdb.seed import SeedReport, seed
+from platformdb.workbench.seed import SeedReport, seed
 from tests.pg import Server
 
 SCALE = 1

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint
 
+from platformdb.contexts import NAMES
 from platformdb.models import metadata
-from platformdb.queries import CATALOG, CONTEXTS, Query
+from platformdb.queries import CATALOG, Query
+from platformdb.workbench.samplers import SAMPLERS
 
 SNAPSHOT = Path(__file__).parents[2] / "docs" / "schema-snapshot.txt"
-QUERY_NAME = re.compile(r"\b(?:identity|catalog|delivery|configuration|audit|monitoring)\.[a-z][a-z0-9_]*")
+QUERY_NAME = re.compile(rf"\b(?:{'|'.join(NAMES)})\.[a-z][a-z0-9_]*")
 
 SERVED_BY_KEY = {
     "catalog.service_directory": "uq_services_name",
@@ -76,11 +78,10 @@ def test_queries_served_by_a_key_name_a_real_key_and_no_index_names_them() -> No
 
 @pytest.mark.parametrize("query", CATALOG.values(), ids=CATALOG.keys())
 def test_catalog_query_is_declared_completely(query: Query) -> None:
-    module = {q.name: context.__name__.rsplit(".", 1)[-1] for context in CONTEXTS for q in context.QUERIES}
-    assert query.context == module[query.name], "a query lives in the module of its bounded context"
+    assert query.context in NAMES, "a query is named after its bounded context"
     assert query.kind in ("point", "range")
     assert len(query.caller.split()) >= 5, "say which service calls it, and why"
-    assert query.param_names == [] or query.params is not None, "a query with parameters must know how to draw them"
+    assert (query.name in SAMPLERS) == bool(query.param_names), "a query with parameters has a sampler, no other"
     if query.window is not None:
         windowed = [query.window.since] + ([query.window.until] if query.window.until else [])
         assert set(windowed) <= set(query.param_names)

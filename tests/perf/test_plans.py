@@ -30,8 +30,9 @@ import pytest
 from psycopg import sql
 
 from platformdb.models import metadata
-from platformdb.queries import CATALOG, Query, Sampler
+from platformdb.queries import CATALOG, Query
 from platformdb.queries.delivery import FIRST_PAGE, PAGE_SIZE
+from platformdb.workbench.samplers import Sampler, draw
 
 DRAWS = 3
 """Parameter sets drawn per query (each its own seed, so a query's draws do not depend on test order)."""
@@ -106,7 +107,7 @@ def candidates() -> dict[str, list[dict[str, Any]]]:
 def draws(
     conn: psycopg.Connection[Any], query: Query, cache: dict[str, list[dict[str, Any]]], n: int = DRAWS
 ) -> list[dict[str, Any]]:
-    return [query.draw(Sampler(conn, random.Random(f"{query.name}:{i}"), cache)) for i in range(n)]  # noqa: S311
+    return [draw(query, Sampler(conn, random.Random(f"{query.name}:{i}"), cache)) for i in range(n)]  # noqa: S311
 
 
 def _explain(

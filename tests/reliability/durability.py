@@ -1,6 +1,6 @@
 """Durable throwaway clusters that can be crashed, and what is checked after a crash or a restore.
 
-:class:`CrashableCluster` wraps :class:`platformdb.server.Cluster` with durability on (fsync,
+:class:`CrashableCluster` wraps :class:`platformdb.workbench.server.Cluster` with durability on (fsync,
 synchronous_commit, full_page_writes: PostgreSQL's defaults, spelled out) and can kill its postmaster with
 SIGKILL, the way the OOM killer or a power cut would, then restart it through crash recovery.
 
@@ -27,7 +27,7 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from platformdb.db import parse_url
-from platformdb.server import Cluster
+from platformdb.workbench.server import Cluster
 
 DURABLE_SETTINGS = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 _PR_SET_CHILD_SUBREAPER = 36
@@ -188,7 +188,7 @@ def assert_audit_chain_verifies(dsn: str, expected_rows: int) -> None:
     """The audit trail of the database at ``dsn`` survived a crash or a restore intact: exactly
     ``expected_rows`` rows (none lost, none invented) and the hash chain verifies end to end."""
     assert audit_row_count(dsn) == expected_rows, f"audit_logs of {dsn} lost or gained rows"
-    from platformdb.audit import verify
+    from platformdb.ops.audit_chain import verify
 
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass('platform.audit_chain')").fetchone() == (None,):

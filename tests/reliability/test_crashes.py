@@ -29,9 +29,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from platformdb import demo, migrate
-from platformdb.introspect import snapshot
-from platformdb.server import Cluster
+from platformdb import migrate
+from platformdb.review.snapshot import snapshot
+from platformdb.workbench import demo
+from platformdb.workbench.server import Cluster
 from tests.pg import server_bins
 from tests.reliability.durability import (
     DURABLE_SETTINGS,

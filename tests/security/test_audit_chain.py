@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy.engine import URL
 
 from platformdb.actor import set_actor
-from platformdb.audit import Verdict, verify
 from platformdb.db import libpq_dsn
 from platformdb.models.audit import AUDIT_LANES
+from platformdb.ops.audit_chain import Verdict, verify
 from tests.factories import Make
 from tests.reliability.report import Record
 

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from platformdb.actor import set_actor
-from platformdb.roles import GROUP_ROLES
+from platformdb.ops.roles import GROUP_ROLES
 from tests.factories import COMMIT_SHA, DIGEST, PASSWORD_HASH, Make, rejected
 from tests.reliability.report import Record
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
-from platformdb.bench import fmt_ms, fmt_rate, fmt_ratio, load_note, markdown_table, percentile, summarize, verdict
+import pytest
+from bench.common import fmt_ms, fmt_rate, fmt_ratio, percentile, summarize
+from bench.report import BEGIN, END, STUB, load_note, markdown_table, render, splice, verdict, write_docs
+
+from platformdb.errors import UserError
+
+COMMITTED_RUN = Path(__file__).resolve().parents[2] / "bench" / "results" / "bench-scales-1-10.json"
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
@@ -58,7 +65,48 @@ def test_markdown_table_aligns_numeric_columns_right() -> None:
     assert table.splitlines() == ["| query | p99 ms |", "| --- | ---: |", "| a | 0.1 |", "| b | 2 |"]
 
 
-def test_load_note_says_whether_the_machine_was_quiet() -> None:
-    assert "otherwise quiet" in load_note({"cpus": 2, "load_average_mean": 1.2, "load_average_max": 1.8})
-    assert "Other work was running" in load_note({"cpus": 2, "load_average_mean": 4.0, "load_average_max": 6.5})
+def test_load_note_compares_the_peak_with_the_core_count() -> None:
+    quiet = load_note({"cpus": 2, "load_average_mean": 1.2, "load_average_max": 1.8})
+    assert "mean 1.2, peak 1.8 on 2 cores (peak at or below the core count)" in quiet
+    assert "(peak above the core count)" in load_note({"cpus": 2, "load_average_mean": 4.0, "load_average_max": 6.5})
     assert "not recorded" in load_note({"cpus": 2})
+
+
+def test_splice_replaces_only_the_generated_part() -> None:
+    document = f"# Title\n\nWritten by hand.\n\n{BEGIN}\nold figures\n{END}\n\n## Interpretation\n\nAlso by hand.\n"
+    spliced = splice(document, "new figures\n")
+    assert spliced == (
+        f"# Title\n\nWritten by hand.\n\n{BEGIN}\n\nnew figures\n\n{END}\n\n## Interpretation\n\nAlso by hand.\n"
+    )
+    assert splice(spliced, "new figures") == spliced  # idempotent
+
+
+def test_splice_without_markers_writes_the_stub() -> None:
+    assert splice(None, "figures") == f"{STUB}\n{BEGIN}\n\nfigures\n\n{END}\n"
+    assert splice("an old report without markers\n", "figures") == splice(None, "figures")
+
+
+@pytest.mark.parametrize("document", [f"{END}\n{BEGIN}\n", f"{BEGIN}\nno end\n", f"{BEGIN}\n{BEGIN}\n{END}\n"])
+def test_splice_refuses_broken_markers(document: str) -> None:
+    with pytest.raises(UserError, match="markers"):
+        splice(document, "figures")
+
+
+def test_render_keeps_hand_written_text_outside_the_markers(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    results = json.loads(COMMITTED_RUN.read_text())
+    before, after = "# Performance\n\nHand-written intro.\n\n", "\n\n## Interpretation\n\nHand-written analysis.\n"
+    (tmp_path / "PERFORMANCE.md").write_text(f"{before}{BEGIN}\nstale figures\n{END}{after}")
+    write_docs(results, tmp_path)
+    text = (tmp_path / "PERFORMANCE.md").read_text()
+    assert text.startswith(before + BEGIN)
+    assert text.endswith(END + after)
+    assert "stale figures" not in text
+    assert render(results).strip() in text
+    assert (tmp_path / "performance-latency.png").stat().st_size > 0
+
+
+def test_the_generated_part_holds_no_interpretation() -> None:
+    generated = render(json.loads(COMMITTED_RUN.read_text()))
+    for word in ("noise", "because", "otherwise quiet", "Why targets are missed", "tie, not a lead"):
+        assert word not in generated

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from platformdb import server
 from platformdb.errors import UserError
-from platformdb.server import Cluster, embedded_bin_dir, process_gone, stat_state
+from platformdb.workbench import server
+from platformdb.workbench.server import Cluster, embedded_bin_dir, process_gone, stat_state
 from tests.pg import FAST_SETTINGS
 from tests.reliability.durability import _children, _proc_state, _reap, set_child_subreaper, wait_until
 

@@ -8,31 +8,20 @@ queueing every query behind its lock.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from alembic import context
 from sqlalchemy import pool
 
 from platformdb.db import engine as make_engine
-from platformdb.db import resolve_url
-from platformdb.models import SCHEMA, metadata
+from platformdb.db import given_url
+from platformdb.migrate import include_name
+from platformdb.models import metadata
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
 LOCK_TIMEOUT = x_args.get("lock_timeout", "10s")
 STATEMENT_TIMEOUT = x_args.get("statement_timeout", "30min")
-
-# Dated partitions are created by functions at run time, not declared in the models.
-_PARTITION = re.compile(r"_(p\d{4}_\d{2}(_\d{2})?|default)$")
-
-
-def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
-    if type_ == "schema":
-        return name == SCHEMA
-    if type_ == "table" and name is not None:
-        return not _PARTITION.search(name)
-    return True
 
 
 def _configure(**kwargs: Any) -> None:
@@ -61,7 +50,11 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run_online(connection)
         return
-    url = config.attributes.get("url") or resolve_url(x_args.get("database_url"))
+    url = config.attributes.get("url") or given_url(x_args.get("database_url"))
+    if url is None:  # the plain `alembic` command without a URL: the embedded server, as before
+        from platformdb.workbench.server import embedded_url
+
+        url = embedded_url()
     connectable = make_engine(url, poolclass=pool.NullPool)
     with connectable.connect() as conn:
         _run_online(conn)

@@ -1,38 +1,16 @@
-"""platformdb's typed SQLAlchemy models, one module per bounded context.
+"""platformdb's typed SQLAlchemy models, one module per bounded context (see :mod:`platformdb.contexts`).
 
-Importing this package registers every table on :data:`metadata` together with the context's
-database-side SQL, so ``metadata.create_all()`` builds the same schema as the migrations (a test proves it).
-Contexts are imported in the order their SQL must run: audit's capture function exists before the
-triggers of the other contexts refer to it.
+Importing this package registers every table on :data:`metadata`; ``metadata.create_all()`` builds the same
+schema as the migrations (a test proves it), running each context's SQL in the registry's order.
 """
 
-from platformdb.models.base import SCHEMA, Base, metadata, register_base_sql
-
-register_base_sql()
-
-# ruff: noqa: E402, I001  (import order is the order the contexts' SQL runs)
 from platformdb.models.audit import AuditChain, AuditLog
-from platformdb.models.identity import (
-    Permission,
-    Role,
-    RoleGrant,
-    RolePermission,
-    Team,
-    TeamMembership,
-    User,
-)
+from platformdb.models.base import SCHEMA, Base, Partitioning, metadata
 from platformdb.models.catalog import Environment, Service, ServiceDependency
-from platformdb.models.delivery import (
-    Deployment,
-    DeploymentStatusHistory,
-    DeploymentStatusTransition,
-    Release,
-)
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
+from platformdb.models.delivery import Deployment, DeploymentStatusHistory, DeploymentStatusTransition, Release
+from platformdb.models.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
 from platformdb.models.monitoring import Metric, MetricSample, MetricSeries
-from platformdb.models.base import register_privileges_sql
-
-register_privileges_sql()  # grants come last: they name every table
 
 __all__ = [
     "SCHEMA",
@@ -49,6 +27,7 @@ __all__ = [
     "Metric",
     "MetricSample",
     "MetricSeries",
+    "Partitioning",
     "Permission",
     "Release",
     "Role",

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, LargeBinary
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, CreatedAt, Timestamps, attach_sql
+from platformdb.models.base import Base, CreatedAt, Partitioning, Timestamps
 
 AUDIT_ACTIONS = ("insert", "update", "delete")
 AUDIT_LANES = 16
@@ -27,6 +27,7 @@ class AuditLog(Base):
     """One captured change (insert, update or delete) of one row of an audited table."""
 
     __volume__ = "huge"
+    __partitioning__ = Partitioning("month", "created_at")
 
     __tablename__ = "audit_logs"
     __table_args__ = (
@@ -56,7 +57,6 @@ class AuditLog(Base):
             info={"serves": "audit.actor_activity"},
         ),
         Index("ix_audit_logs_created_at", "created_at", info={"serves": "audit.latest_events"}),
-        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[int] = mapped_column(
@@ -142,6 +142,3 @@ class AuditChain(Timestamps, Base):
     last_hash: Mapped[bytes] = mapped_column(
         LargeBinary, comment="row_hash of the lane's newest audit row; verify compares the lane's end with it."
     )
-
-
-attach_sql(__file__)

@@ -8,13 +8,17 @@ and index deterministically; migrations spell the same names out literally (they
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from sqlalchemy import DDL, BigInteger, Connection, Identity, Index, MetaData, Text, event, func, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from platformdb.contexts import NAMES as CONTEXT_NAMES
 
 SCHEMA = "platform"
 
@@ -30,6 +34,28 @@ take an explicit ``ix_<table>_<purpose>`` / ``uq_<table>_<purpose>`` name. Trigg
 ``trg_<table>_<rule>`` and report that name as the constraint in the error they raise."""
 
 metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+PARTITION_NAME = re.compile(r"_(?:p(?P<dated>\d{4}_\d{2}(?:_\d{2})?)|(?P<default>default))$")
+"""Names ``platform.ensure_partitions`` gives the partitions of a partitioned table: ``<table>_pYYYY_MM``
+(monthly), ``<table>_pYYYY_MM_DD`` (daily) and ``<table>_default``. Partitions are made at run time, not
+declared in the models."""
+
+
+def partition_kind(name: str) -> Literal["dated", "default"] | None:
+    """Whether ``name`` is a dated partition, a DEFAULT partition, or neither (by :data:`PARTITION_NAME`)."""
+    found = PARTITION_NAME.search(name)
+    if found is None:
+        return None
+    return "dated" if found.group("dated") else "default"
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """A table range-partitioned on ``key``, one partition per ``granularity``, kept by ``partitions ensure``."""
+
+    granularity: Literal["day", "month"]
+    key: str
+
 
 # --- shared column types -------------------------------------------------------------------------------
 # One mapping from Python annotation to PostgreSQL type, so no model spells a type twice.
@@ -58,21 +84,28 @@ class Base(DeclarativeBase):
     type_annotation_map = TYPE_ANNOTATION_MAP
     __volume__: ClassVar[str] = "small"
     """Expected row count class (reference, small, medium, large, huge), for the docs and the plan checks."""
+    __partitioning__: ClassVar[Partitioning | None] = None
+    """Set on time-partitioned tables: becomes ``PARTITION BY RANGE (key)`` and ``table.info["partitioning"]``."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # The model's one-line docstring is the table's COMMENT: written once, flows into the database.
-        if "__tablename__" in cls.__dict__ and cls.__doc__:
+        if "__tablename__" in cls.__dict__:
+            # The model's one-line docstring is the table's COMMENT: written once, flows into the database.
+            options: dict[str, Any] = {"comment": " ".join(cls.__doc__.split())} if cls.__doc__ else {}
+            if cls.__partitioning__ is not None:
+                options["postgresql_partition_by"] = f"RANGE ({cls.__partitioning__.key})"
             args = cls.__dict__.get("__table_args__", ())
-            comment = " ".join(cls.__doc__.split())
             if isinstance(args, dict):
-                cls.__table_args__ = {"comment": comment, **args}
+                cls.__table_args__ = {**options, **args}
             elif args and isinstance(args[-1], dict):
-                cls.__table_args__ = (*args[:-1], {"comment": comment, **args[-1]})
+                cls.__table_args__ = (*args[:-1], {**options, **args[-1]})
             else:
-                cls.__table_args__ = (*args, {"comment": comment})
+                cls.__table_args__ = (*args, options)
         super().__init_subclass__(**kwargs)
         if "__tablename__" in cls.__dict__:
-            cls.__table__.info["volume"] = cls.__volume__  # type: ignore[attr-defined]
+            info = cls.__table__.info  # type: ignore[attr-defined]
+            info["volume"] = cls.__volume__
+            if cls.__partitioning__ is not None:
+                info["partitioning"] = cls.__partitioning__
 
 
 class Timestamps:
@@ -91,13 +124,6 @@ class CreatedOnly:
     created_at: Mapped[CreatedAt] = mapped_column(comment="When the row was inserted.")
 
 
-def register_base_sql() -> None:
-    """Make ``metadata.create_all`` build what the first migration builds around the tables: the schema and
-    shared functions before them, and a COMMENT naming the query each index serves after them."""
-    event.listen(metadata, "before_create", _ddl(context_sql("base")))
-    event.listen(metadata, "after_create", _comment_indexes)
-
-
 def index_comment(index: Index) -> str | None:
     """The COMMENT of an index: which query or rule it serves, from ``Index(..., info={"serves": ...})``."""
     serves = index.info.get("serves")
@@ -113,18 +139,11 @@ def _comment_indexes(target: MetaData, connection: Connection, **_: Any) -> None
                 connection.exec_driver_sql(f"COMMENT ON INDEX {SCHEMA}.{index.name} IS '{quoted}'")
 
 
-def register_privileges_sql() -> None:
-    """Run ``privileges.sql`` (group roles and grants) after every context's tables and functions exist."""
-    event.listen(metadata, "after_create", _ddl(context_sql("privileges")))
-
-
-def attach_sql(context_module_file: str) -> None:
-    """Register the context's ``<module>.sql`` (functions, triggers) to run after ``metadata.create_all``.
-
-    Migrations carry frozen copies of the same SQL; the schema-drift test proves the two agree.
-    """
-    sql_path = Path(context_module_file).with_suffix(".sql")
-    event.listen(metadata, "after_create", _ddl(sql_path.read_text()))
+def _context_sql(target: MetaData, connection: Connection, **_: Any) -> None:
+    """After the tables: each context's functions and triggers in registry order, then the grants, which name
+    every table. Migrations carry frozen copies of the same SQL; the schema-drift test proves the two agree."""
+    for name in (*CONTEXT_NAMES, "privileges"):
+        connection.execute(_ddl(context_sql(name)))
 
 
 def _ddl(sql: str) -> DDL:
@@ -134,3 +153,10 @@ def _ddl(sql: str) -> DDL:
 def context_sql(name: str) -> str:
     """The current database-side SQL of a bounded context (``models/<name>.sql``)."""
     return (Path(__file__).parent / f"{name}.sql").read_text()
+
+
+# ``metadata.create_all`` builds what the migrations build around the tables: the schema and shared functions
+# before them; after them the index comments, every context's SQL and the grants, in that order.
+event.listen(metadata, "before_create", _ddl(context_sql("base")))
+event.listen(metadata, "after_create", _comment_indexes)
+event.listen(metadata, "after_create", _context_sql)

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk, attach_sql
+from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk
 from platformdb.models.identity import SLUG
 
 SERVICE_STATUSES = ("incubating", "active", "deprecated", "retired")
@@ -79,6 +79,3 @@ class ServiceDependency(CreatedOnly, Base):
         primary_key=True,
         comment="The service it depends on.",
     )
-
-
-attach_sql(__file__)

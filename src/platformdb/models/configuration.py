@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, Integer, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, CreatedOnly, UUIDPk, attach_sql
+from platformdb.models.base import Base, CreatedOnly, UUIDPk
 
 VALUE_KINDS = ("plain", "secret", "deleted")
 
@@ -122,6 +122,3 @@ class DeploymentConfiguration(CreatedOnly, Base):
     )
     configuration_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="A key in force.")
     version: Mapped[int] = mapped_column(Integer, comment="The version of that key in force.")
-
-
-attach_sql(__file__)

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, UUIDPk, attach_sql
+from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, UUIDPk
 
 DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("pending", "in_progress")
@@ -204,6 +204,3 @@ class DeploymentStatusHistory(CreatedOnly, Base):
     )
     from_status: Mapped[str | None] = mapped_column(comment="Previous status; NULL for the initial pending.")
     to_status: Mapped[str] = mapped_column(comment="Status entered.")
-
-
-attach_sql(__file__)

@@ -13,7 +13,7 @@ import uuid
 from sqlalchemy import CheckConstraint, ForeignKey, Index, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk, attach_sql
+from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk
 
 SLUG = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 """Lower-case kebab-case identifiers (team, role, service and environment names)."""
@@ -207,6 +207,3 @@ class RoleGrant(Timestamps, Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(
         comment="When the grant stops counting; NULL for a permanent grant."
     )
-
-
-attach_sql(__file__)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, attach_sql
+from platformdb.models.base import Base, BigIdPk, CreatedOnly, Partitioning, Timestamps
 
 METRIC_KINDS = ("counter", "gauge")
 
@@ -83,9 +83,9 @@ class MetricSample(Base):
     """One observed value of a series at a point in time."""
 
     __volume__ = "huge"
+    __partitioning__ = Partitioning("day", "sampled_at")
 
     __tablename__ = "metric_samples"
-    __table_args__ = ({"postgresql_partition_by": "RANGE (sampled_at)"},)
 
     series_id: Mapped[int] = mapped_column(
         BigInteger,
@@ -97,6 +97,3 @@ class MetricSample(Base):
         primary_key=True, comment="When the value was observed; the partition key."
     )
     value: Mapped[float] = mapped_column(Double, comment="The observed value.")
-
-
-attach_sql(__file__)

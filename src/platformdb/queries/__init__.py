@@ -1,21 +1,24 @@
 """The query catalog: every query the platform's microservices run against platformdb, by name.
 
-One module per bounded context. Each :class:`Query` names its caller, says whether it is a point lookup or
-a range read, and knows how to draw realistic parameters from a loaded database (``platformdb seed``); the
-plan checks (``tests/perf``) EXPLAIN every one of them, and every index's COMMENT names the query it serves.
+One module per bounded context, in the registry's order (:mod:`platformdb.contexts`). Each :class:`Query`
+names its caller and says whether it is a point lookup or a range read; the plan checks (``tests/perf``)
+EXPLAIN every one of them, and every index's COMMENT names the query it serves.
 """
 
 from __future__ import annotations
 
-from platformdb.queries import audit, catalog, configuration, delivery, identity, monitoring
-from platformdb.queries.base import Query, Sampler, Window
+from importlib import import_module
 
-CONTEXTS = (identity, catalog, delivery, configuration, audit, monitoring)
+from platformdb.contexts import NAMES
+from platformdb.queries.base import Query, Window
 
-CATALOG: dict[str, Query] = {query.name: query for context in CONTEXTS for query in context.QUERIES}
+CATALOG: dict[str, Query] = {}
 """Every catalog query by name, e.g. ``CATALOG["identity.login_by_email"]``."""
 
-if len(CATALOG) != sum(len(context.QUERIES) for context in CONTEXTS):
-    raise RuntimeError("two catalog queries have the same name")
+for _context in NAMES:
+    for _query in import_module(f"{__name__}.{_context}").QUERIES:
+        if _query.name in CATALOG or _query.context != _context:
+            raise RuntimeError(f"catalog query {_query.name!r}: duplicate, or not in context {_context!r}")
+        CATALOG[_query.name] = _query
 
-__all__ = ["CATALOG", "Query", "Sampler", "Window"]
+__all__ = ["CATALOG", "Query", "Window"]

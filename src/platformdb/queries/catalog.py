@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from platformdb.queries.base import Query, Sampler, sample
+from platformdb.queries.base import Query
 
 PAGE_SIZE = 50
-
-
-def _directory_params(s: Sampler) -> dict[str, Any]:
-    """The first page half of the time, else the page after a service: a cursor a previous page ended on, so
-    never the last service."""
-    last = "(SELECT max(x.name) FROM platform.services x)"
-    after = (
-        "" if s.rng.random() < 0.5 else str(s.row(sample("name", "platform.services", where=f"name < {last}"))["name"])
-    )
-    return {"after_name": after, "page_size": PAGE_SIZE}
 
 
 SERVICE_DIRECTORY = Query(
@@ -32,7 +20,6 @@ SELECT s.id, s.name, s.status, s.tier
  ORDER BY s.name
  LIMIT %(page_size)s
 """,
-    params=_directory_params,
 )
 
 SERVICES_OF_TEAM = Query(
@@ -45,7 +32,6 @@ SELECT s.id, s.name, s.status, s.tier
  WHERE s.owner_team_id = %(team_id)s
  ORDER BY s.name
 """,
-    params=lambda s: s.row(sample("owner_team_id AS team_id", "platform.services")),
 )
 
 TRANSITIVE_DEPENDENTS = Query(
@@ -71,13 +57,6 @@ SELECT s.id, s.name, s.tier, s.status
  ORDER BY s.tier, s.name
 """,
     # Blast radius is asked about depended-on services, in proportion to how much they are depended on.
-    params=lambda s: s.row(
-        sample(
-            "depends_on_service_id AS service_id",
-            "platform.service_dependencies",
-            key="(service_id, depends_on_service_id)",
-        )
-    ),
 )
 
 QUERIES = [SERVICE_DIRECTORY, SERVICES_OF_TEAM, TRANSITIVE_DEPENDENTS]

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from platformdb.queries.base import Query, Sampler, sample
-
-
-def _effective_params(s: Sampler) -> dict[str, Any]:
-    service = s.row(sample("id AS service_id", "platform.services"))["service_id"]
-    environment = s.row(sample("id AS environment_id", "platform.environments"))["environment_id"]
-    return {"service_id": service, "environment_id": environment}
-
+from platformdb.queries.base import Query
 
 EFFECTIVE_CONFIGURATION = Query(
     name="configuration.effective_configuration",
@@ -25,7 +16,6 @@ SELECT e.configuration_id, e.key, e.version, e.kind, e.value, e.secret_ref
   FROM platform.effective_configuration(%(service_id)s, %(environment_id)s) e
  ORDER BY e.key
 """,
-    params=_effective_params,
 )
 
 CONFIGURATION_AT_DEPLOYMENT = Query(
@@ -50,7 +40,6 @@ SELECT x.key, x.environment_id, dc.version, x.kind, x.value, x.secret_ref, x.cre
  WHERE dc.deployment_id = %(deployment_id)s
  ORDER BY x.key
 """,
-    params=lambda s: s.row(sample("id AS deployment_id", "platform.deployments")),
 )
 
 QUERIES = [EFFECTIVE_CONFIGURATION, CONFIGURATION_AT_DEPLOYMENT]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
-from platformdb.queries.base import Query, Sampler, sample
+from platformdb.queries.base import Query
 
 FIRST_PAGE = {
     "before_created_at": dt.datetime.max.replace(tzinfo=dt.UTC),
@@ -14,20 +13,6 @@ FIRST_PAGE = {
 }
 """The deployment_history cursor of the first page: after every (created_at, id)."""
 PAGE_SIZE = 50
-
-
-def _running_params(s: Sampler) -> dict[str, Any]:
-    """The first page half of the time, else the page after a service: a cursor a previous page ended on, so
-    one with a running service after it in the environment."""
-    env = s.row(sample("id AS environment_id", "platform.environments"))
-    after = ""
-    if s.rng.random() >= 0.5:
-        last = (
-            "(SELECT max(x.name) FROM platform.services x JOIN platform.deployments d ON d.service_id = x.id"
-            f" WHERE d.status = 'succeeded' AND d.environment_id = '{env['environment_id']}')"
-        )
-        after = str(s.row(sample("name", "platform.services", where=f"name < {last}"))["name"])
-    return {**env, "after_name": after, "page_size": PAGE_SIZE}
 
 
 RUNNING_IN_ENVIRONMENT = Query(
@@ -53,15 +38,7 @@ SELECT s.id AS service_id, s.name, d.id AS deployment_id, d.version, d.deployed_
  ORDER BY s.name
  LIMIT %(page_size)s
 """,
-    params=_running_params,
 )
-
-
-def _history_params(s: Sampler) -> dict[str, Any]:
-    """A page of a service's history: the first page half of the time, else the page after a deployment."""
-    row = s.row(sample("service_id, created_at, id", "platform.deployments"))
-    cursor = FIRST_PAGE if s.rng.random() < 0.5 else {"before_created_at": row["created_at"], "before_id": row["id"]}
-    return {"service_id": row["service_id"], **cursor, "page_size": PAGE_SIZE}
 
 
 DEPLOYMENT_HISTORY = Query(
@@ -79,7 +56,6 @@ SELECT d.id, d.version, d.environment_id, d.status, d.created_at, d.deployed_at
  ORDER BY d.created_at DESC, d.id DESC
  LIMIT %(page_size)s
 """,
-    params=_history_params,
 )
 
 ACTIVE_DEPLOYMENTS = Query(
@@ -107,7 +83,6 @@ SELECT h.from_status, h.to_status, h.created_at
  WHERE h.deployment_id = %(deployment_id)s
  ORDER BY h.id
 """,
-    params=lambda s: s.row(sample("id AS deployment_id", "platform.deployments")),
 )
 
 QUERIES = [RUNNING_IN_ENVIRONMENT, DEPLOYMENT_HISTORY, ACTIVE_DEPLOYMENTS, DEPLOYMENT_TIMELINE]

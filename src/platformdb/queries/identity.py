@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from platformdb.queries.base import Query, Sampler, sample
-
-
-def _login_params(s: Sampler) -> dict[str, Any]:
-    email = str(s.row(sample("email", "platform.users", where="deactivated_at IS NULL"))["email"])
-    return {"email": s.rng.choice([email, email.lower(), email.upper()])}  # as typed into the sign-in form
-
+from platformdb.queries.base import Query
 
 LOGIN_BY_EMAIL = Query(
     name="identity.login_by_email",
@@ -23,16 +15,7 @@ SELECT u.id, u.email, u.display_name, u.password_hash
  WHERE lower(u.email) = lower(%(email)s::text)
    AND u.deactivated_at IS NULL
 """,
-    params=_login_params,
 )
-
-
-def _may_user_do_params(s: Sampler) -> dict[str, Any]:
-    grant = s.row(sample("user_id, service_id, environment_id", "platform.role_grants"))
-    service = grant["service_id"] or s.row(sample("id", "platform.services"))["id"]
-    environment = grant["environment_id"] or s.row(sample("id", "platform.environments"))["id"]
-    permission = s.row(sample("name", "platform.permissions"))["name"]
-    return {"user_id": grant["user_id"], "permission": permission, "service_id": service, "environment_id": environment}
 
 
 MAY_USER_DO = Query(
@@ -56,7 +39,6 @@ SELECT EXISTS (
      AND (g.expires_at IS NULL OR g.expires_at > now())
 ) AS allowed
 """,
-    params=_may_user_do_params,
 )
 
 TEAMS_OF_USER = Query(
@@ -71,7 +53,6 @@ SELECT t.id, t.name, t.display_name, m.role
  WHERE m.user_id = %(user_id)s
  ORDER BY t.name
 """,
-    params=lambda s: s.row(sample("user_id", "platform.team_memberships", key="user_id")),
 )
 
 QUERIES = [LOGIN_BY_EMAIL, MAY_USER_DO, TEAMS_OF_USER]

@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
+from platformdb.queries.base import Query, Window
 
-from platformdb.queries.base import CANDIDATES, Query, Sampler, Window, sample
-
-# Series that have samples, with their newest sample time: one backward index probe per series and partition.
-_LIVE_SERIES = f"""
-SELECT s.id AS series_id, s.service_id, last.sampled_at AS last_sample
-  FROM platform.metric_series s
-  CROSS JOIN LATERAL (
-    SELECT x.sampled_at FROM platform.metric_samples x
-     WHERE x.series_id = s.id ORDER BY x.sampled_at DESC LIMIT 1) last
- ORDER BY md5(s.id::text)
- LIMIT {CANDIDATES}
-"""
-ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
-"""date_bin origin: buckets start on whole minutes and quarter hours, UTC."""
-
-
-def _window_params(hours: int) -> Any:
-    def draw(s: Sampler) -> dict[str, Any]:
-        series = s.row(_LIVE_SERIES)
-        until = series["last_sample"] + dt.timedelta(seconds=1)  # the dashboard opened just after the last scrape
-        return {"series_id": series["series_id"], "since": until - dt.timedelta(hours=hours), "until": until}
-
-    return draw
+# date_bin's origin, TIMESTAMPTZ '2000-01-01 00:00:00+00': buckets start on whole minutes and quarter hours, UTC.
 
 
 SERIES_OF_SERVICE = Query(
@@ -42,9 +19,6 @@ SELECT s.id, m.name AS metric, m.unit, s.environment_id, s.labels, s.created_at
  WHERE s.service_id = %(service_id)s
  ORDER BY m.name, s.environment_id, s.created_at DESC
 """,
-    params=lambda s: s.row(
-        sample("service_id", "(SELECT DISTINCT service_id FROM platform.metric_series) s", "service_id")
-    ),
 )
 
 SERIES_BUCKETS_1H = Query(
@@ -52,8 +26,8 @@ SERIES_BUCKETS_1H = Query(
     caller="monitoring service's chart API (the default dashboard view): one series over the last hour, "
     "per minute: average, minimum, maximum and number of samples.",
     kind="range",
-    sql=f"""
-SELECT date_bin('1 minute', x.sampled_at, {ORIGIN}) AS bucket,
+    sql="""
+SELECT date_bin('1 minute', x.sampled_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
        avg(x.value) AS avg, min(x.value) AS min, max(x.value) AS max, count(*) AS samples
   FROM platform.metric_samples x
  WHERE x.series_id = %(series_id)s
@@ -62,7 +36,6 @@ SELECT date_bin('1 minute', x.sampled_at, {ORIGIN}) AS bucket,
  GROUP BY bucket
  ORDER BY bucket
 """,
-    params=_window_params(1),
     window=Window("metric_samples"),
 )
 
@@ -70,8 +43,8 @@ SERIES_BUCKETS_24H = Query(
     name="monitoring.series_buckets_24h",
     caller="monitoring service's chart API (the day view): one series over the last 24 hours, per 15 minutes.",
     kind="range",
-    sql=f"""
-SELECT date_bin('15 minutes', x.sampled_at, {ORIGIN}) AS bucket,
+    sql="""
+SELECT date_bin('15 minutes', x.sampled_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
        avg(x.value) AS avg, min(x.value) AS min, max(x.value) AS max, count(*) AS samples
   FROM platform.metric_samples x
  WHERE x.series_id = %(series_id)s
@@ -80,14 +53,8 @@ SELECT date_bin('15 minutes', x.sampled_at, {ORIGIN}) AS bucket,
  GROUP BY bucket
  ORDER BY bucket
 """,
-    params=_window_params(24),
     window=Window("metric_samples"),
 )
-
-
-def _latest_params(s: Sampler) -> dict[str, Any]:
-    series = s.row(_LIVE_SERIES)
-    return {"service_id": series["service_id"], "since": series["last_sample"] - dt.timedelta(hours=1)}
 
 
 LATEST_VALUES_OF_SERVICE = Query(
@@ -110,7 +77,6 @@ SELECT s.id AS series_id, m.name AS metric, s.environment_id, s.labels, last.sam
  WHERE s.service_id = %(service_id)s
  ORDER BY m.name, s.environment_id
 """,
-    params=_latest_params,
     window=Window("metric_samples", until=None),
 )
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from sqlalchemy.engine import URL
+
+from platformdb.db import DEFAULT_DATABASE, ensure_database, parse_url
 from platformdb.errors import UserError
 
 SUPERUSER = "postgres"
@@ -259,3 +262,11 @@ class Cluster:
 def embedded_cluster() -> Cluster:
     """The zero-config server: PostgreSQL 18 from the wheel, data in ``<home>/pgdata``."""
     return Cluster(data_dir=default_home() / "pgdata")
+
+
+def embedded_url() -> URL:
+    """The embedded server's database ``platformdb``, starting the server (and creating the database) if needed."""
+    cluster = embedded_cluster()
+    cluster.start()
+    ensure_database(parse_url(cluster.url("postgres")), DEFAULT_DATABASE)
+    return parse_url(cluster.url(DEFAULT_DATABASE))

@@ -5,22 +5,18 @@ schema into plain dataclasses. From them come the deterministic text snapshot th
 (:func:`snapshot`), the generated docs (``platformdb docs``) and the schema linter (``platformdb lint``). The
 catalogs, not the ORM, are the source: they see triggers, partitions, partial indexes and comments.
 
-``python -m platformdb.introspect`` prints the snapshot of the database in ``PLATFORMDB_DATABASE_URL`` (or
-the embedded server's).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-SCHEMA = "platform"
-VERSION_SPECIFIC_FUNCTIONS = {"uuidv7"}
-"""Functions whose body depends on the server version by design (native uuidv7 on 18, SQL before)."""
-DATED_PARTITION = re.compile(r"_p\d{4}_\d{2}(_\d{2})?$")
+from platformdb.models.base import SCHEMA, partition_kind
+
 _ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -75,7 +71,7 @@ class Partition:
 
     @property
     def dated(self) -> bool:
-        return bool(DATED_PARTITION.search(self.name))
+        return partition_kind(self.name) == "dated"
 
 
 @dataclass
@@ -128,21 +124,24 @@ class Schema:
         return [(t, fk) for t in self.tables.values() for fk in t.foreign_keys if fk.ref_table == table]
 
 
-def _acl(expr: str, kind: str, owner: str) -> str:
+def _acl(column: str, kind: str, owner: str) -> sql.Composed:
     """SQL listing "grantee: PRIV, PRIV" for an ACL column, NULL read as the default, the owner left out (the
     owner's own privileges differ between server versions and say nothing about least privilege)."""
-    return f"""ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END || ': '
+    return sql.SQL(
+        """ARRAY(SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END || ': '
                             || string_agg(a.privilege_type, ', ' ORDER BY a.privilege_type)
-                       FROM aclexplode(coalesce({expr}, acldefault('{kind}', {owner}))) a
+                       FROM aclexplode(coalesce({column}, acldefault({kind}, {owner}))) a
                       WHERE a.grantee <> {owner} GROUP BY a.grantee ORDER BY 1)"""
+    ).format(column=sql.Identifier(*column.split(".")), kind=sql.Literal(kind), owner=sql.Identifier(*owner.split(".")))
 
 
 def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema | None:
     """Everything of ``schema`` the catalogs know, or None when there is no such schema."""
     q = conn.execute
     row = q(
-        f"SELECT oid, obj_description(oid, 'pg_namespace'), {_acl('nspacl', 'n', 'nspowner')}"
-        " FROM pg_namespace WHERE nspname = %s",
+        sql.SQL("SELECT oid, obj_description(oid, 'pg_namespace'), {} FROM pg_namespace WHERE nspname = %s").format(
+            _acl("nspacl", "n", "nspowner")
+        ),
         (schema,),
     )
     found = row.fetchone()
@@ -153,11 +152,13 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
     oids: dict[int, Table] = {}
     parents: list[tuple[str, Partition]] = []
     for oid, name, is_partition, comment, partkey, bound, parent, grants, options in q(
-        f"""SELECT c.oid, c.relname, c.relispartition, obj_description(c.oid, 'pg_class'),
+        sql.SQL(
+            """SELECT c.oid, c.relname, c.relispartition, obj_description(c.oid, 'pg_class'),
                   pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid),
                   (SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid),
-                  {_acl("c.relacl", "r", "c.relowner")}, coalesce(c.reloptions, '{{}}')
-             FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname""",
+                  {}, coalesce(c.reloptions, '{{}}')
+             FROM pg_class c WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname"""
+        ).format(_acl("c.relacl", "r", "c.relowner")),
         (nsp_oid,),
     ):
         if is_partition:
@@ -231,9 +232,11 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
     functions = [
         Function(name, args, definition, comment, tuple(grants))
         for name, args, definition, comment, grants in q(
-            f"""SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
-                      obj_description(p.oid, 'pg_proc'), {_acl("p.proacl", "f", "p.proowner")}
-                 FROM pg_proc p WHERE p.pronamespace = %s ORDER BY 1, 2""",
+            sql.SQL(
+                """SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid),
+                      obj_description(p.oid, 'pg_proc'), {}
+                 FROM pg_proc p WHERE p.pronamespace = %s ORDER BY 1, 2"""
+            ).format(_acl("p.proacl", "f", "p.proowner")),
             (nsp_oid,),
         )
     ]
@@ -250,65 +253,29 @@ def read_schema(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> Schema |
         # Reference data that migrations write is schema too: the legal deployment transitions.
         transitions = [
             (str(a), str(b))
-            for a, b in q(f"SELECT from_status, to_status FROM {schema}.deployment_status_transitions ORDER BY 1, 2")
+            for a, b in q(
+                sql.SQL("SELECT from_status, to_status FROM {} ORDER BY 1, 2").format(
+                    sql.Identifier(schema, "deployment_status_transitions")
+                )
+            )
         ]
     return Schema(schema, schema_comment, tuple(schema_grants), tables, functions, sequences, transitions)
 
 
-def snapshot(conn: psycopg.Connection[Any], *, dated_partitions: bool = True, portable: bool = False) -> str:
-    """The schema as sorted text lines.
-
-    ``dated_partitions=False`` leaves out the calendar partitions that migrations create relative to today
-    (the scheme and the DEFAULT partition stay). ``portable=True`` also hides what legitimately differs
-    between server versions, so one committed snapshot serves PostgreSQL 15 to 18.
-    """
-    schema = read_schema(conn)
-    if schema is None:
-        return ""
-    lines = [f"schema {schema.name}: {schema.comment}"]
-    lines.extend(f"  grant {g}" for g in schema.grants)
-    for table in schema.tables.values():
-        lines.append(f"table {table.name} -- {table.comment}")
-        if table.partition_key:
-            lines.append(f"  partition by {table.partition_key}")
-        if table.options:
-            lines.append(f"  with ({', '.join(table.options)})")
-        for col in table.columns:
-            parts = [f"  column {col.name} {col.type}", "not null" if col.not_null else "null"]
-            if col.identity:
-                parts.append(f"generated {col.identity} as identity")
-            if col.default:
-                parts.append(f"default {col.default}")
-            lines.append(" ".join(parts) + f" -- {col.comment}")
-        lines.extend(f"  constraint {c.name}: {c.definition}" for c in table.constraints)
-        lines.extend(
-            f"  index {i.name}: {i.definition}" + (f" -- {i.comment}" if i.comment else "") for i in table.indexes
-        )
-        lines.extend(f"  trigger {t.name}: {t.definition}" for t in table.triggers)
-        lines.extend(f"  grant {g}" for g in (*table.grants, *sorted(table.column_grants)))
-        for part in sorted(table.partitions, key=lambda p: p.name):
-            if dated_partitions or not part.dated:
-                options = f" with ({', '.join(part.options)})" if part.options else ""
-                lines.append(f"partition {part.name} of {table.name}: {part.bound}{options} -- {part.comment}")
-    for from_status, to_status in schema.transitions:
-        lines.append(f"reference deployment_status_transitions: {from_status} -> {to_status}")
-    for fn in schema.functions:
-        lines.append(f"function {fn.name}({fn.arguments}) -- {fn.comment}")
-        lines.extend(f"  grant {g}" for g in fn.grants)
-        if portable and fn.name in VERSION_SPECIFIC_FUNCTIONS:
-            lines.append("  <body depends on the server version>")
-            continue
-        lines.extend("  | " + line.rstrip() for line in fn.definition.strip().splitlines())
-    lines.extend(f"sequence {name} {typ}" for name, typ in schema.sequences)
-    return "\n".join(lines) + "\n"
+def table_names(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> list[str]:
+    """The tables of ``schema`` (partitioned parents, not their partitions), by name."""
+    rows = conn.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1""",
+        (schema,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
-def main() -> None:
-    from platformdb.db import connect, resolve_url
-
-    with connect(resolve_url()) as conn:
-        print(snapshot(conn, dated_partitions=False, portable=True), end="")
-
-
-if __name__ == "__main__":
-    main()
+def count_rows(conn: psycopg.Connection[Any], schema: str = SCHEMA) -> dict[str, int]:
+    """Exact row count of every table of ``schema`` (a partitioned table counts its partitions' rows)."""
+    counts = {}
+    for table in table_names(conn, schema):
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))).fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts

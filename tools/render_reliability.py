@@ -1,6 +1,6 @@
 """Render docs/RELIABILITY.md from the JSON report of a `make reliability` run (see report.py).
 
-python -m tests.reliability.render REPORT.json > docs/RELIABILITY.md
+python -m tools.render_reliability REPORT.json > docs/RELIABILITY.md
 """
 
 from __future__ import annotations

@@ -15,8 +15,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-MANAGED: dict[str, tuple[str, str]] = {"audit_logs": ("month", "created_at"), "metric_samples": ("day", "sampled_at")}
-"""Partitioned table -> (granularity, partition key)."""
+from platformdb.errors import UserError
+from platformdb.models import Partitioning, metadata
+
+MANAGED: dict[str, Partitioning] = {
+    str(table.name): table.info["partitioning"] for table in metadata.sorted_tables if "partitioning" in table.info
+}
+"""Partitioned table -> its partitioning, as the models declare it (``__partitioning__``)."""
 
 
 @dataclass
@@ -37,7 +42,7 @@ def _tables(table: str | None) -> list[str]:
     if table is None:
         return list(MANAGED)
     if table not in MANAGED:
-        raise ValueError(f"not a partitioned table of ours: {table} (one of {', '.join(MANAGED)})")
+        raise UserError(f"not a partitioned table of ours: {table} (one of {', '.join(MANAGED)})")
     return [table]
 
 
@@ -64,7 +69,7 @@ def ensure(conn: psycopg.Connection[Any], ahead_days: int, table: str | None = N
     """Create partitions up to ``ahead_days`` from now, draining the DEFAULT partitions; one transaction a table."""
     reports = []
     for name in _tables(table):
-        granularity, key = MANAGED[name]
+        granularity, key = MANAGED[name].granularity, MANAGED[name].key
         report = Report(name)
         with conn.transaction():
             before = _default_rows(conn, name)

@@ -1,6 +1,6 @@
 """``platformdb docs``: the ERD and data dictionary, generated from a live, migrated database.
 
-Everything is read from the PostgreSQL catalogs (:mod:`platformdb.introspect`), so triggers, partitions,
+Everything is read from the PostgreSQL catalogs (:mod:`platformdb.review.introspect`), so triggers, partitions,
 partial indexes and comments appear as they really are. Only two facts come from the models, because the
 catalogs cannot hold them: which bounded context a table belongs to, and its expected volume.
 
@@ -21,18 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from platformdb.contexts import CONTEXTS, NAMES
 from platformdb.errors import UserError
-from platformdb.introspect import Constraint, Schema, Table
+from platformdb.review.introspect import Constraint, Schema, Table
 
-CONTEXTS = ("identity", "catalog", "delivery", "configuration", "audit", "monitoring")
-CONTEXT_COLORS = {
-    "identity": "#dbeafe",
-    "catalog": "#dcfce7",
-    "delivery": "#fef3c7",
-    "configuration": "#fae8ff",
-    "audit": "#fee2e2",
-    "monitoring": "#e0f2fe",
-}
+CONTEXT_COLORS = {c.name: c.color for c in CONTEXTS}
 VOLUMES = {
     "reference": "reference data: tens of rows, written by migrations",
     "small": "small: up to ~10^4 rows",
@@ -67,7 +60,7 @@ def short_type(typ: str) -> str:
 def generate(schema: Schema, out: Path) -> list[Path]:
     """Write the docs for ``schema`` into ``out``; returns the files written."""
     facts = model_facts()
-    by_context: dict[str, list[Table]] = {c: [] for c in CONTEXTS}
+    by_context: dict[str, list[Table]] = {c: [] for c in NAMES}
     for table in schema.tables.values():
         context = facts.get(table.name, ("other", "small"))[0]
         by_context.setdefault(context, []).append(table)
@@ -177,7 +170,8 @@ def _readme(schema: Schema, by_context: dict[str, list[Table]], facts: dict[str,
     for context, tables in by_context.items():
         if not tables:
             continue
-        out += [f"## {context}", "", _mermaid(tables, schema, columns=True), ""]
+        holds = next((f"{c.holds.capitalize()}." for c in CONTEXTS if c.name == context), "")
+        out += [f"## {context}", "", holds, "", _mermaid(tables, schema, columns=True), ""]
     return "\n".join(out)
 
 
@@ -279,7 +273,7 @@ def _svg(schema: Schema, tables: Iterable[Table], facts: dict[str, tuple[str, st
     grouped: dict[str, list[Table]] = {}
     for table in tables:
         grouped.setdefault(facts.get(table.name, ("other", ""))[0], []).append(table)
-    for context in sorted(grouped, key=lambda c: CONTEXTS.index(c) if c in CONTEXTS else 99):
+    for context in sorted(grouped, key=lambda c: NAMES.index(c) if c in NAMES else 99):
         with graph.subgraph(name=f"cluster_{context}") as sub:
             sub.attr(label=context, style="rounded,filled", fillcolor="#f8fafc", color="#cbd5e1", fontsize="16")
             for table in grouped[context]:

@@ -12,7 +12,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from platformdb.db import connect
-from platformdb.errors import UserError
+from platformdb.errors import NotMigratedError, UserError
 
 GROUP_ROLES = {
     "identity": "platform_identity",
@@ -59,7 +59,7 @@ def grant_login(url: URL, login: str, role: str, *, password: str | None = None)
     group = group_role(role)
     with connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (group,)).fetchone():
-            raise UserError(f"group role {group} does not exist: run `platformdb upgrade` first")
+            raise NotMigratedError(f'database "{url.database}"', lacks=f"group role {group}")
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is not None
         with conn.transaction():
             conn.execute(grant_login_sql(login, role, password=password, exists=exists))

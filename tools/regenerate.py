@@ -1,7 +1,7 @@
 """Regenerate the committed, generated artifacts from a throwaway PostgreSQL 18 migrated to head.
 
-python -m tests.regenerate snapshot   # docs/schema-snapshot.txt  (make snapshot)
-python -m tests.regenerate docs       # docs/schema/              (make docs)
+python -m tools.regenerate snapshot   # docs/schema-snapshot.txt  (make snapshot)
+python -m tools.regenerate docs       # docs/schema/              (make docs)
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import psycopg
-
-from platformdb import docs, migrate
-from platformdb.introspect import read_schema, snapshot
 from tests.pg import Server, server_bins
+
+from platformdb import migrate
+from platformdb.review import docs
+from platformdb.review.introspect import read_schema
+from platformdb.review.snapshot import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +37,7 @@ def main(what: str) -> None:
                 shutil.rmtree(ROOT / "docs" / "schema", ignore_errors=True)
                 docs.generate(schema, ROOT / "docs" / "schema")
             else:
-                raise SystemExit(f"usage: python -m tests.regenerate snapshot|docs, not {what!r}")
+                raise SystemExit(f"usage: python -m tools.regenerate snapshot|docs, not {what!r}")
     finally:
         server.stop()
 

@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from rich.console import Group
 from rich.panel import Panel
@@ -21,8 +22,11 @@ from sqlalchemy.engine import URL
 from platformdb import migrate
 from platformdb.actor import set_actor
 from platformdb.db import connect
-from platformdb.errors import UserError
+from platformdb.queries.delivery import RUNNING_IN_ENVIRONMENT
+from platformdb.review.introspect import count_rows
 
+DEMO_PAGE = 100
+"""One page of "what runs where" holds every demo service."""
 ENVIRONMENTS = [("development", False), ("staging", False), ("production", True)]
 TEAMS = [("platform-core", "Platform Core"), ("payments", "Payments"), ("storefront", "Storefront")]
 USERS = [
@@ -71,11 +75,7 @@ def _digest(*parts: object) -> str:
 
 def load(url: URL) -> bool:
     """Load the demo data into a database at head; False when it was already there."""
-    at = migrate.current(url)
-    if at != migrate.head():
-        raise UserError(
-            f"the database is not migrated to head (it is at {at or 'base'}): run `platformdb upgrade` first"
-        )
+    migrate.require_head(url)
     with connect(url) as conn:
         if conn.execute("SELECT 1 FROM platform.teams WHERE name = 'platform-core'").fetchone():
             return False
@@ -233,20 +233,15 @@ def _load(conn: psycopg.Connection[Any]) -> None:
 def summary(url: URL, *, freshly_loaded: bool) -> Any:
     """What the demo database holds: where it is, row counts, and which version runs in which environment."""
     with connect(url) as conn:
-        tables = conn.execute(
-            """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'platform' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"""
-        ).fetchall()
-        counts = [(t, _one(conn, f"SELECT count(*) FROM platform.{t}", ())) for (t,) in tables]
-        running = conn.execute(
-            """SELECT s.name, e.name, d.version, d.status
-                 FROM platform.services s CROSS JOIN platform.environments e
-                 LEFT JOIN LATERAL (
-                   SELECT version, status FROM platform.deployments d
-                    WHERE d.service_id = s.id AND d.environment_id = e.id AND d.status = 'succeeded'
-                    ORDER BY d.deployed_at DESC LIMIT 1) d ON true
-                ORDER BY s.name, e.name"""
-        ).fetchall()
+        counts = count_rows(conn)
+        environments = conn.execute("SELECT id, name FROM platform.environments ORDER BY name").fetchall()
+        by_service: dict[str, dict[str, str]] = {}
+        with conn.cursor(row_factory=dict_row) as cur:
+            for env_id, env_name in environments:
+                page = {"environment_id": env_id, "after_name": "", "page_size": DEMO_PAGE}
+                for row in cur.execute(RUNNING_IN_ENVIRONMENT.sql, page).fetchall():
+                    by_service.setdefault(str(row["name"]), {})[str(env_name)] = str(row["version"])
+        services = [str(r[0]) for r in conn.execute("SELECT name FROM platform.services ORDER BY name")]
         active = conn.execute(
             """SELECT s.name, e.name, d.version, d.status FROM platform.deployments d
                  JOIN platform.services s ON s.id = d.service_id JOIN platform.environments e ON e.id = d.environment_id
@@ -255,15 +250,13 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
         server_version = conn.info.parameter_status("server_version")
 
     envs = [name for name, _ in ENVIRONMENTS]
-    matrix = Table("service", *envs, title="What runs where (latest successful deployment)", title_justify="left")
-    by_service: dict[str, dict[str, str]] = {}
-    for svc, env_name, version, _ in running:
-        by_service.setdefault(str(svc), {})[str(env_name)] = str(version or "-")
-    for svc, cells in by_service.items():
-        matrix.add_row(svc, *(cells.get(e, "-") for e in envs))
+    title = f"What runs where (latest successful deployment: {RUNNING_IN_ENVIRONMENT.name})"
+    matrix = Table("service", *envs, title=title, title_justify="left")
+    for svc in services:
+        matrix.add_row(svc, *(by_service.get(svc, {}).get(e, "-") for e in envs))
     rows = Table("table", "rows", title="Rows per table", title_justify="left")
-    for name, n in counts:
-        rows.add_row(str(name), f"{n:,}")
+    for name, n in counts.items():
+        rows.add_row(name, f"{n:,}")
     host = url.host or url.query.get("host")
     where = f'PostgreSQL {server_version}, database "{url.database}" at {host}'
     state = "demo data loaded" if freshly_loaded else "demo data was already loaded; nothing changed"

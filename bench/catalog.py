@@ -1,0 +1,62 @@
+"""Every catalog query at one scale: a fresh database migrated to head and seeded, then each query timed with
+parameters drawn from the data by its sampler; and the growth of each query's p99 from the smallest scale to the
+largest."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import psycopg
+
+from bench.common import Bench, draw_params, fmt_ms, settle, summarize, timed, timing
+from platformdb import migrate
+from platformdb.db import parse_url
+from platformdb.queries import CATALOG, Query
+from platformdb.workbench import seed as seeding
+
+
+def catalog_at_scale(b: Bench, scale: int) -> tuple[str, dict[str, Any]]:
+    """Seed a fresh database at ``scale`` and time every catalog query there; returns its name and the figures."""
+    name = f"bench_scale_{scale}"
+    load_s, counts = _load(b, name, scale)
+    with timing(b):
+        figures = {query.name: _time_query(b, name, scale, query) for query in CATALOG.values()}
+    return name, {"load_seconds": load_s, "counts": counts, "queries": figures}
+
+
+def _load(b: Bench, name: str, scale: int) -> tuple[float, dict[str, int]]:
+    """Create, migrate and seed ``name``; vacuum and settle it. Returns the load's seconds and the row counts."""
+    b.create_database(name)
+    url = parse_url(b.dsn(name))
+    b.log(f"scale {scale}: migrating and seeding {name}")
+    began = time.perf_counter()
+    migrate.upgrade(url)
+    report = seeding.seed(url, scale=scale, seed=1, console=b.console)
+    load_s = time.perf_counter() - began
+    with psycopg.connect(b.dsn(name), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")  # as autovacuum would have by now in a live database
+    settle(b)
+    return load_s, report.counts
+
+
+def _time_query(b: Bench, database: str, scale: int, query: Query) -> dict[str, Any]:
+    rng = random.Random(f"bench:{query.name}")  # noqa: S311 - not cryptography
+    params = draw_params(b.dsn(database), query, b.iterations, rng)
+    run = timed(b.dsn(database), query.sql, params, b.warmup)
+    figures: dict[str, Any] = {"kind": query.kind, "rows_mean": run.mean_rows, **summarize(run.times)}
+    b.log(f"scale {scale} {query.name:<45} p99 {fmt_ms(figures['p99_ms'])} ms")
+    return figures
+
+
+def smallest_and_largest(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The per-query figures at the smallest and at the largest scale of ``results``."""
+    scales = sorted(results["scales"], key=int)
+    return results["scales"][scales[0]]["queries"], results["scales"][scales[-1]]["queries"]
+
+
+def growth(results: dict[str, Any]) -> dict[str, float]:
+    """Each query's p99 at the largest scale over its p99 at the smallest."""
+    small, large = smallest_and_largest(results)
+    return {name: large[name]["p99_ms"] / small[name]["p99_ms"] for name in small}

@@ -1,0 +1,5 @@
+"""``python -m platformdb.cli``: the same as the ``platformdb`` command."""
+
+from platformdb.cli import main
+
+main()

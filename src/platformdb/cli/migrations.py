@@ -1,0 +1,61 @@
+"""``platformdb upgrade | downgrade | current | history | sql``: the packaged Alembic migrations."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from platformdb import migrate
+from platformdb.cli.app import cli, console, database_url, where
+from platformdb.errors import UserError
+
+
+@cli.command()
+@click.argument("revision", default="head")
+@click.pass_context
+def upgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    url = database_url(ctx)
+    before = migrate.current(url)
+    migrate.upgrade(url, revision)
+    console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
+
+
+@cli.command()
+@click.argument("revision")
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the database down to REVISION (a revision id, -1, or base)."""
+    url = database_url(ctx)
+    before = migrate.current(url)
+    migrate.downgrade(url, revision)
+    console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
+
+
+@cli.command()
+@click.pass_context
+def current(ctx: click.Context) -> None:
+    """Show the revision the database is at."""
+    url = database_url(ctx)
+    rev = migrate.current(url)
+    state = "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
+    console.print(f"{rev or 'base'} ({state})")
+
+
+@cli.command()
+def history() -> None:
+    """List the migrations from base to head."""
+    table = Table("revision", "revises", "what it does", box=None)
+    for rev, down, doc in migrate.history():
+        table.add_row(rev, down, doc)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("span", metavar="FROM:TO")
+def sql(span: str) -> None:
+    """Print the SQL that migrates FROM to TO (e.g. base:head, 0003:0005, head:0006) without connecting."""
+    if span.count(":") != 1 or not all(span.split(":")):
+        raise UserError(f"expected FROM:TO (e.g. base:head), not {span!r}")
+    from_rev, to_rev = span.split(":")
+    click.echo(migrate.offline_sql(from_rev, to_rev), nl=False)

@@ -1,0 +1,117 @@
+"""``platformdb audit | partitions | roles``: operations a DBA or cron runs against production."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import click
+from rich.table import Table
+
+from platformdb.cli.app import cli, console, database_url, require
+from platformdb.db import connect
+from platformdb.errors import UserError
+from platformdb.ops import audit_chain, partitions, roles
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+              help="Start at the first row created at or after this UTC time (default: the oldest row).")  # fmt: skip
+@click.pass_context
+def audit_verify(ctx: click.Context, since: dt.datetime | None) -> None:
+    """Walk the audit hash chain; report the first broken link and exit 1, or the digest of the lane heads."""
+    url = database_url(ctx)
+    with connect(url) as conn:
+        require(conn, url, "platform.audit_chain", "audit hash chain")
+        verdict = audit_chain.verify(conn, since.replace(tzinfo=dt.UTC) if since else None)
+    if not verdict.ok:
+        raise UserError(str(verdict))
+    console.print(str(verdict))
+
+
+# --- partitions ----------------------------------------------------------------------------------------
+_MANAGED = ", ".join(f"{name} (one partition a {p.granularity})" for name, p in partitions.MANAGED.items())
+
+
+@cli.group("partitions", help=f"Partition maintenance for {_MANAGED}; safe to run from cron.")
+def partitions_group() -> None:
+    pass
+
+
+_TABLE_OPTION = click.option("--table", type=click.Choice(list(partitions.MANAGED)), help="Only this table.")
+
+
+def _partition_report(reports: list[partitions.Report], *, action: str) -> None:
+    now = dt.datetime.now(dt.UTC)
+    table = Table("table", action, "partitions", "covered until (UTC)", "days ahead", "rows in DEFAULT", box=None)
+    for report in reports:
+        did = (f"{report.created} created, {report.moved} rows moved" if action == "ensure"
+               else (", ".join(report.dropped) or "nothing to drop"))  # fmt: skip
+        until = report.covered_until.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if report.covered_until else "-"
+        table.add_row(report.table, did, str(report.partitions), until, f"{report.days_ahead(now):.1f}",
+                      str(report.default_rows))  # fmt: skip
+    console.print(table)
+    for report in reports:
+        if report.default_rows:
+            click.echo(f"warning: {report.table}: {report.default_rows} rows wait in the DEFAULT partition beyond the "
+                       "covered range; run ensure with a larger --ahead", err=True)  # fmt: skip
+
+
+@partitions_group.command("ensure")
+@click.option("--ahead", "ahead", type=click.IntRange(min=0), default=14, show_default=True,
+              help="Cover writes up to this many days from now.")  # fmt: skip
+@_TABLE_OPTION
+@click.pass_context
+def partitions_ensure(ctx: click.Context, ahead: int, table: str | None) -> None:
+    """Create the partitions up to --ahead days from now, moving in rows that waited in DEFAULT."""
+    url = database_url(ctx)
+    with connect(url, autocommit=True) as conn:
+        require(conn, url, "platform.metric_samples", "partitioned tables")
+        _partition_report(partitions.ensure(conn, ahead, table), action="ensure")
+
+
+@partitions_group.command("prune")
+@click.option("--retain", "retain", type=click.IntRange(min=1), required=True,
+              help="Keep this many days; drop whole partitions that end before.")  # fmt: skip
+@click.option("--detach", is_flag=True, help="Detach (keep as tables, to archive) instead of dropping.")
+@_TABLE_OPTION
+@click.pass_context
+def partitions_prune(ctx: click.Context, retain: int, detach: bool, table: str | None) -> None:
+    """Drop (or detach) whole partitions older than --retain days; never a bulk DELETE."""
+    url = database_url(ctx)
+    with connect(url, autocommit=True) as conn:
+        require(conn, url, "platform.metric_samples", "partitioned tables")
+        _partition_report(partitions.prune(conn, retain, table, detach=detach), action="prune")
+
+
+# --- roles ---------------------------------------------------------------------------------------------
+@cli.group("roles")
+def roles_group() -> None:
+    """Logins for microservices (members of the per-service group roles)."""
+
+
+@roles_group.command("grant-login")
+@click.argument("name")
+@click.option("--role", "role", required=True, type=click.Choice(list(roles.GROUP_ROLES)),
+              help="The service's group role.")  # fmt: skip
+@click.option("--password-env", metavar="VAR", help="Read the login's password from this environment variable.")
+@click.option("--print-sql", is_flag=True, help="Print the SQL instead of running it (for DBAs).")
+@click.pass_context
+def grant_login(ctx: click.Context, name: str, role: str, password_env: str | None, print_sql: bool) -> None:
+    """Create login NAME as a member of a service's group role (or grant the role to an existing one)."""
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise UserError(f"environment variable {password_env} is empty or unset")
+    if print_sql:
+        statements = roles.grant_login_sql(name, role, password=None, exists=False)
+        click.echo(statements.as_string(None) + ("\n-- then: ALTER ROLE ... PASSWORD '...';" if password_env else ""))
+        return
+    console.print(roles.grant_login(database_url(ctx), name, role, password=password))

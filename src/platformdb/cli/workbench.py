@@ -1,0 +1,72 @@
+"""``platformdb server | demo | seed``: the local workbench (embedded PostgreSQL 18 and its data sets)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from platformdb.cli.app import cli, console, database_url
+from platformdb.db import DEFAULT_DATABASE
+from platformdb.workbench import demo, seed
+from platformdb.workbench.server import embedded_cluster, embedded_url
+
+
+@cli.command("demo")
+@click.pass_context
+def demo_command(ctx: click.Context) -> None:
+    """Load the small demo data set (idempotent) and summarize the database."""
+    url = database_url(ctx)
+    loaded = demo.load(url)
+    console.print(demo.summary(url, freshly_loaded=loaded))
+
+
+@cli.command("seed")
+@click.option("--scale", type=int, default=1, show_default=True, help="Size: 60 services, 150 users... per unit.")
+@click.option("--seed", "seed_value", type=int, default=1, show_default=True, help="Same seed, same data.")
+@click.pass_context
+def seed_command(ctx: click.Context, scale: int, seed_value: int) -> None:
+    """Load a deterministic, realistic data set into an empty database, through its rules, then ANALYZE."""
+    seed.check_scale(scale)
+    url = database_url(ctx)
+    report = seed.seed(url, scale=scale, seed=seed_value)
+    console.print(seed.summary(report))
+
+
+@cli.group()
+def server() -> None:
+    """Manage the embedded PostgreSQL 18 server (data in $PLATFORMDB_HOME/pgdata)."""
+
+
+@server.command("start")
+def server_start() -> None:
+    """Start the embedded server (initializing it on first use)."""
+    url = embedded_url()
+    console.print(f"running: data in {embedded_cluster().data_dir}\nurl: {embedded_cluster().url(str(url.database))}")
+
+
+@server.command("stop")
+def server_stop() -> None:
+    """Stop the embedded server."""
+    cluster = embedded_cluster()
+    was_running = cluster.is_running()
+    cluster.stop()
+    console.print("stopped" if was_running else "not running")
+
+
+@server.command("status")
+def server_status() -> None:
+    """Say whether the embedded server runs; exit 3 when it does not (like pg_ctl status)."""
+    cluster = embedded_cluster()
+    if cluster.is_running():
+        console.print(f"running (PostgreSQL {cluster.version()}, data in {cluster.data_dir})")
+    else:
+        state = "stopped" if cluster.is_initialized() else "not initialized"
+        console.print(f"{state} (data in {cluster.data_dir})")
+        sys.exit(3)
+
+
+@server.command("url")
+def server_url() -> None:
+    """Print the embedded server's connection URL."""
+    click.echo(embedded_cluster().url(DEFAULT_DATABASE))
