@@ -226,3 +226,43 @@ def test_metric_series_are_never_updated(conn: psycopg.Connection[Any], make: Ma
     with rejected("23000", "trg_metric_series_immutable"):
         conn.execute("UPDATE platform.metric_series SET labels = '{}' WHERE id = %s", (series,))
     assert make.count("metric_series") == 1
+
+
+@pytest.mark.parametrize("at", ["infinity", "-infinity"])
+def test_metric_samples_sampled_at_finite(conn: psycopg.Connection[Any], make: Make, at: str) -> None:
+    series = make.series()
+    with rejected("23514", "ck_metric_samples_sampled_at_finite"):
+        sample(conn, series, at)
+    sample(conn, series, "2000-01-01")  # implausible but finite: maintenance sets it aside, ingest keeps it
+    assert make.count("metric_samples") == 1
+
+
+def quarantine(conn: psycopg.Connection[Any], series: int, at: str = "2000-01-01") -> None:
+    conn.execute("INSERT INTO platform.metric_samples_quarantine (series_id, sampled_at, value) VALUES (%s, %s, 1)",
+                 (series, at))  # fmt: skip
+
+
+def test_metric_samples_quarantine_references_must_exist_and_stay(conn: psycopg.Connection[Any], make: Make) -> None:
+    series = make.series()
+    with rejected("23503", "fk_metric_samples_quarantine_series_id_metric_series"):
+        quarantine(conn, series + 1000)
+    quarantine(conn, series)
+    with rejected(restrict_sqlstate(conn), "fk_metric_samples_quarantine_series_id_metric_series"):
+        conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (series,))
+    assert make.count("metric_samples_quarantine") == 1
+
+
+def test_metric_samples_quarantine_is_never_updated(conn: psycopg.Connection[Any], make: Make) -> None:
+    series = make.series()
+    quarantine(conn, series)
+    with rejected("23000", "trg_metric_samples_quarantine_immutable"):
+        conn.execute("UPDATE platform.metric_samples_quarantine SET value = 2")
+    conn.execute("DELETE FROM platform.metric_samples_quarantine")  # the owner may clear it
+    assert make.count("metric_samples_quarantine") == 0
+
+
+def test_ensure_partitions_refuses_an_unbounded_range(conn: psycopg.Connection[Any]) -> None:
+    ensure = "SELECT platform.ensure_partitions('platform.metric_samples', 'day', %s, now())"
+    for start in ("-infinity", "2000-01-01"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 1000 days"):
+            conn.execute(ensure, (start,))

@@ -50,12 +50,16 @@ REVISIONS = [rev for rev, _, _ in migrate.history()]
 
 
 def built_concurrently(rev: str) -> set[str]:
-    """Indexes revision ``rev`` builds with CREATE INDEX CONCURRENTLY, which cannot run in a transaction: a
-    crash after the build but before the revision's transactional rest leaves the index (valid or INVALID) at
-    the revision before. That is the one exception to "wholly applied or wholly absent"; the revision drops
-    such a leftover and builds the index again when it is re-run (checked below by resuming to head)."""
+    """Indexes revision ``rev`` builds with CREATE INDEX CONCURRENTLY and constraints it validates, both outside a
+    transaction: a crash after that step but before the revision's transactional rest leaves the index (valid or
+    INVALID) or the validated constraint at the revision before. That is the one exception to "wholly applied or
+    wholly absent"; re-running the revision rebuilds the index or finds the constraint valid (checked below by
+    resuming to head)."""
     down = REVISIONS[REVISIONS.index(rev) - 1] if REVISIONS.index(rev) else "base"
-    return set(re.findall(r"CREATE INDEX CONCURRENTLY (?:IF NOT EXISTS )?(\w+)", migrate.offline_sql(down, rev)))
+    sql = migrate.offline_sql(down, rev)
+    return set(re.findall(r"CREATE INDEX CONCURRENTLY (?:IF NOT EXISTS )?(\w+)", sql)) | set(
+        re.findall(r"VALIDATE CONSTRAINT (\w+)", sql)
+    )
 
 
 def without_lines_naming(schema: str, names: set[str]) -> str:

@@ -46,6 +46,7 @@ ALL_TABLES = (
     "metrics",
     "metric_series",
     "metric_samples",
+    "metric_samples_quarantine",
 )
 SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref"}
 
@@ -88,6 +89,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         "metrics": {S, INS, U},
         "metric_series": {S, INS},
         "metric_samples": {S, INS},
+        "metric_samples_quarantine": {S},
         "services": {S},
         "environments": {S},
     },

@@ -11,7 +11,7 @@ from rich.table import Table
 from platformdb.cli.app import cli, console, database_url, require
 from platformdb.db import connect
 from platformdb.errors import UserError
-from platformdb.ops import audit_chain, partitions, roles
+from platformdb.ops import audit_chain, partitions, roles, sessions
 
 
 # --- audit ---------------------------------------------------------------------------------------------
@@ -51,16 +51,26 @@ def _partition_report(reports: list[partitions.Report], *, action: str) -> None:
     now = dt.datetime.now(dt.UTC)
     table = Table("table", action, "partitions", "covered until (UTC)", "days ahead", "rows in DEFAULT", box=None)
     for report in reports:
-        did = (f"{report.created} created, {report.moved} rows moved" if action == "ensure"
-               else (", ".join(report.dropped) or "nothing to drop"))  # fmt: skip
+        if action == "ensure":
+            did = f"{report.created} created, {report.moved} rows moved, {report.quarantined} quarantined"
+        else:
+            did = ", ".join(report.dropped) or "nothing to drop"
         until = report.covered_until.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if report.covered_until else "-"
         table.add_row(report.table, did, str(report.partitions), until, f"{report.days_ahead(now):.1f}",
                       str(report.default_rows))  # fmt: skip
     console.print(table)
     for report in reports:
-        if report.default_rows:
-            click.echo(f"warning: {report.table}: {report.default_rows} rows wait in the DEFAULT partition beyond the "
-                       "covered range; run ensure with a larger --ahead", err=True)  # fmt: skip
+        if report.quarantined:
+            click.echo(f"warning: {report.table}: {report.quarantined} rows outside the kept window moved to "
+                       f"platform.{report.table}_quarantine", err=True)  # fmt: skip
+        if report.outside_window:
+            click.echo(f"warning: {report.table}: {report.outside_window} rows in the DEFAULT partition lie outside "
+                       "the kept window and get no partition", err=True)  # fmt: skip
+        if report.pending:
+            click.echo(f"note: {report.table}: {report.pending} partitions still to make; run ensure again", err=True)
+    blocked = [r for r in reports if r.blocked]
+    if blocked:
+        raise UserError("; ".join(f"{r.table}: {r.blocked}" for r in blocked))
 
 
 @partitions_group.command("ensure")
@@ -111,7 +121,26 @@ def grant_login(ctx: click.Context, name: str, role: str, password_env: str | No
         if not password:
             raise UserError(f"environment variable {password_env} is empty or unset")
     if print_sql:
-        statements = roles.grant_login_sql(name, role, password=None, exists=False)
-        click.echo(statements.as_string(None) + ("\n-- then: ALTER ROLE ... PASSWORD '...';" if password_env else ""))
+        statements = roles.grant_login_sql(name, role, exists=False)
+        then = "\n-- then set the password as a SCRAM verifier (psql: \\password NAME)" if password_env else ""
+        click.echo(statements.as_string(None) + then)
         return
     console.print(roles.grant_login(database_url(ctx), name, role, password=password))
+
+
+# --- watchdog ------------------------------------------------------------------------------------------
+@cli.command("watchdog")
+@click.option("--idle", "idle", type=click.IntRange(min=1), default=30, show_default=True,
+              help="End a session idle in transaction this many seconds while it holds a lane or a lock.")  # fmt: skip
+@click.option("--transaction", "transaction", type=click.IntRange(min=1), default=300, show_default=True,
+              help="End a session in one transaction this many seconds while it holds a lane or a lock.")  # fmt: skip
+@click.pass_context
+def watchdog(ctx: click.Context, idle: int, transaction: int) -> None:
+    """End the sessions that stall others (run from cron every minute, as the schema owner)."""
+    url = database_url(ctx)
+    with connect(url, autocommit=True) as conn:
+        require(conn, url, "platform.audit_chain", "audit hash chain")
+        ended = sessions.end_stalled(conn, dt.timedelta(seconds=idle), dt.timedelta(seconds=transaction))
+    for session in ended:
+        console.print(str(session))
+    console.print(f"{len(ended)} stalled session(s) ended")

@@ -27,7 +27,7 @@ class AuditLog(Base):
     """One captured change (insert, update or delete) of one row of an audited table."""
 
     __volume__ = "huge"
-    __partitioning__ = Partitioning("month", "created_at")
+    __partitioning__ = Partitioning("month", "created_at", keep_days=400)
 
     __tablename__ = "audit_logs"
     __table_args__ = (
@@ -121,6 +121,11 @@ class AuditChain(Timestamps, Base):
     __volume__ = "reference"
     __table_args__ = (
         CheckConstraint(f"lane BETWEEN 0 AND {AUDIT_LANES - 1}", name="lane_range"),
+        Index(
+            "ix_audit_chain_holder_txid",
+            "holder_txid",
+            info={"serves": "rule: an audited transaction appends to the one lane it holds"},
+        ),
         # Each row is updated by every audited write to its lane: vacuum after 1,000 dead versions, whatever
         # the size, and leave room on the page for HOT updates.
         {
@@ -141,4 +146,10 @@ class AuditChain(Timestamps, Base):
     )
     last_hash: Mapped[bytes] = mapped_column(
         LargeBinary, comment="row_hash of the lane's newest audit row; verify compares the lane's end with it."
+    )
+    holder_txid: Mapped[int | None] = mapped_column(
+        BigInteger,
+        sort_order=10,  # added by revision 0014, after the timestamps
+        comment="txid_current() of the transaction that last appended to the lane: while it is open it holds the "
+        "lane, found by this key (never by a client setting). NULL before the lane's first append.",
     )

@@ -2,8 +2,8 @@
 
 -- Tamper evidence: every row carries prev_hash (the previous row's row_hash in its lane) and row_hash = SHA-256
 -- of the row's canonical form and prev_hash. The chain has AUDIT_LANES (16) lanes; audit_chain holds each lane's
--- newest row_hash. An audited transaction appends to one lane, locked until it commits: lanes never fork, and up
--- to 16 transactions append at once instead of queueing on a single head.
+-- newest row_hash and the transaction holding it. An audited transaction appends to one lane, locked until it
+-- commits: lanes never fork, and up to 16 transactions append at once instead of queueing on a single head.
 INSERT INTO platform.audit_chain (lane, last_hash)
 SELECT lane, '\x0000000000000000000000000000000000000000000000000000000000000000' FROM generate_series(0, 15) AS lane;
 
@@ -32,6 +32,9 @@ DECLARE
                             inet_client_addr());
   v_entity_id text;
   v_log platform.audit_logs;
+  v_hint text;
+  v_start integer;
+  v_waited integer;
   i integer;
 BEGIN
   IF TG_OP <> 'INSERT' THEN v_before := to_jsonb(OLD); END IF;
@@ -60,22 +63,42 @@ BEGIN
   END IF;
 
   -- Append to a lane of the chain: lock its head (held to commit), take the next id, hash, insert, move the head.
-  -- The transaction's first audited row takes the first lane nobody holds, starting from one derived from the
-  -- backend (so concurrent writers spread out), and remembers it for the rest of the transaction. When all
-  -- lanes are held, it waits for its own.
-  v_log.chain_lane := nullif(current_setting('platformdb.audit_lane', true), '')::smallint;
-  IF v_log.chain_lane IS NULL THEN
+  -- A transaction holds at most one lane, and nothing a client sets decides which: audit_chain.holder_txid names the
+  -- transaction that last moved each head, so the lane this transaction already holds is found by that. The
+  -- setting platformdb.audit_lane is only a hint, checked against holder_txid. A first row takes the first lane
+  -- nobody holds (SKIP LOCKED, one probe by key per lane, starting from one derived from the backend so
+  -- concurrent writers spread out); when all are held it polls for whichever frees first, never queueing behind
+  -- one, for at most min(lock_timeout, 10 s). Every lookup is by key (lane, or holder_txid's index), so dead
+  -- versions of other lanes' heads are never read.
+  v_hint := nullif(current_setting('platformdb.audit_lane', true), '');
+  IF v_hint ~ '^(0|[1-9][0-9]?)$' THEN
     SELECT c.lane, c.last_hash INTO v_log.chain_lane, v_log.prev_hash FROM platform.audit_chain c
-     ORDER BY (c.lane - pg_backend_pid() % 16 + 16) % 16
-     LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-      v_log.chain_lane := pg_backend_pid() % 16;
-    END IF;
-    PERFORM set_config('platformdb.audit_lane', v_log.chain_lane::text, true);
+     WHERE c.lane = v_hint::smallint AND c.holder_txid = txid_current();
   END IF;
-  IF v_log.prev_hash IS NULL THEN
-    SELECT c.last_hash INTO STRICT v_log.prev_hash FROM platform.audit_chain c WHERE c.lane = v_log.chain_lane
-       FOR UPDATE;
+  IF v_log.chain_lane IS NULL THEN  -- no hint, or a wrong one: the lane this transaction holds, if any
+    SELECT c.lane, c.last_hash INTO v_log.chain_lane, v_log.prev_hash FROM platform.audit_chain c
+     WHERE c.holder_txid = txid_current();
+  END IF;
+  v_waited := 0;
+  WHILE v_log.chain_lane IS NULL LOOP  -- take a free lane, probing each by key
+    v_start := pg_backend_pid() % 16;
+    FOR i IN 0 .. 15 LOOP
+      SELECT c.lane, c.last_hash INTO v_log.chain_lane, v_log.prev_hash FROM platform.audit_chain c
+       WHERE c.lane = (v_start + i) % 16 FOR UPDATE SKIP LOCKED;
+      EXIT WHEN FOUND;
+    END LOOP;
+    EXIT WHEN v_log.chain_lane IS NOT NULL;
+    IF v_waited >= least(10000, extract(epoch FROM
+         coalesce(nullif(current_setting('lock_timeout'), '0'), '10s')::interval) * 1000) THEN
+      RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+        MESSAGE = 'every audit chain lane is held by another open transaction',
+        HINT = 'an audited transaction holds its lane until it ends: look for sessions idle in transaction';
+    END IF;
+    PERFORM pg_sleep(0.005);
+    v_waited := v_waited + 5;
+  END LOOP;
+  IF v_hint IS DISTINCT FROM v_log.chain_lane::text THEN
+    PERFORM set_config('platformdb.audit_lane', v_log.chain_lane::text, true);
   END IF;
   v_log.id := nextval(pg_get_serial_sequence('platform.audit_logs', 'id'));
   v_log.created_at := now();
@@ -92,11 +115,38 @@ BEGIN
   v_log.after := v_after;
   v_log.row_hash := platform.audit_row_hash(v_log);
   INSERT INTO platform.audit_logs OVERRIDING SYSTEM VALUE SELECT v_log.*;
-  UPDATE platform.audit_chain SET last_hash = v_log.row_hash, updated_at = now() WHERE lane = v_log.chain_lane;
+  UPDATE platform.audit_chain SET last_hash = v_log.row_hash, holder_txid = txid_current(), updated_at = now()
+   WHERE lane = v_log.chain_lane;
   RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: appends one hash-chained platform.audit_logs row per change, to one lane of the chain per transaction. Arguments: primary-key columns (comma-separated), then columns to redact.';
+
+-- The watchdog for sessions that stall others: an audited transaction holds its lane until it ends, and any open
+-- transaction holds its locks. Login settings (`platformdb roles grant-login`) bound both, but a login can SET
+-- its own timeouts; this owner-run function (cron: `platformdb watchdog`) ends what they did not. It needs the
+-- owner to be a superuser or a member of pg_signal_backend, and never ends a superuser's session or the owner's.
+CREATE FUNCTION platform.end_stalled_sessions(max_idle interval, max_transaction interval)
+RETURNS TABLE (pid integer, login text, lane smallint, state text, transaction_age interval)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  WITH holders AS (
+    SELECT c.lane, c.holder_txid FROM platform.audit_chain c WHERE c.holder_txid IS NOT NULL
+  ), stalled AS (
+    SELECT a.pid, a.usename::text AS login, h.lane, a.state, now() - a.xact_start AS transaction_age
+      FROM pg_stat_activity a
+      LEFT JOIN holders h ON h.holder_txid % 4294967296 = a.backend_xid::text::bigint
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+       AND a.usename <> current_user
+       AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid)
+       AND ((a.state LIKE 'idle in transaction%' AND now() - a.state_change > max_idle)
+            OR now() - a.xact_start > max_transaction)
+       AND (h.lane IS NOT NULL OR EXISTS (
+             SELECT FROM pg_locks l JOIN pg_class k ON k.oid = l.relation
+              WHERE l.pid = a.pid AND k.relnamespace = 'platform'::regnamespace))
+  )
+  SELECT s.pid, s.login, s.lane, s.state, s.transaction_age FROM stalled s WHERE pg_terminate_backend(s.pid)
+$$;
+COMMENT ON FUNCTION platform.end_stalled_sessions(interval, interval) IS 'Watchdog (owner only): ends the sessions of this database that hold an audit lane or a lock on a platform table and have been idle in transaction longer than max_idle, or in one transaction longer than max_transaction; returns what it ended.';
 
 CREATE TRIGGER trg_audit_logs_append_only
   BEFORE UPDATE OR DELETE ON platform.audit_logs

@@ -55,6 +55,8 @@ class Partitioning:
 
     granularity: Literal["day", "month"]
     key: str
+    keep_days: int
+    """How far back maintenance keeps making partitions; older rows waiting in DEFAULT are set aside instead."""
 
 
 # --- shared column types -------------------------------------------------------------------------------

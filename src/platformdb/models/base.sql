@@ -61,15 +61,18 @@ COMMENT ON FUNCTION platform.forbid_change() IS 'BEFORE UPDATE/DELETE/TRUNCATE t
 -- partition copies the DEFAULT partition's storage settings (so autovacuum is tuned in one place) and the
 -- parent's TRUNCATE triggers. Rows that landed in the DEFAULT partition for want of a partition are moved
 -- into the new one (built beside the table, filled, then attached), so a late `ensure` loses nothing.
-CREATE FUNCTION platform.ensure_partitions(
-  p_parent regclass, p_granularity text, p_from timestamptz, p_to timestamptz
-) RETURNS integer
+-- One partition at a time, built so that readers and writers of the parent are not blocked: the table is made on
+-- its own (LIKE the parent: no lock on it), given the DEFAULT partition's storage settings, the parent's TRUNCATE
+-- triggers and a comment, filled with any rows the DEFAULT partition holds for its range, then attached, which
+-- takes SHARE UPDATE EXCLUSIVE on the parent (readers and writers go on) and ACCESS EXCLUSIVE on the DEFAULT
+-- partition only (to check it holds no rows of the range). Callers bound the wait with lock_timeout and retry
+-- (`platformdb partitions ensure` does).
+CREATE FUNCTION platform.ensure_partition(p_parent regclass, p_granularity text, p_at timestamptz) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
   v_step interval;
   v_format text;
   v_start timestamp;
-  v_end timestamp := p_to AT TIME ZONE 'UTC';
   v_schema text;
   v_table text;
   v_key text;
@@ -78,8 +81,7 @@ DECLARE
   v_name text;
   v_lo timestamptz;
   v_hi timestamptz;
-  v_created integer := 0;
-  v_moved bigint;
+  v_moved bigint := 0;
   v_trigger text;
 BEGIN
   IF p_granularity = 'month' THEN
@@ -90,60 +92,110 @@ BEGIN
     RAISE EXCEPTION 'granularity must be month or day, not %', p_granularity
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
+  IF NOT isfinite(p_at) THEN
+    RAISE EXCEPTION 'a partition needs a finite time, not %', p_at USING ERRCODE = 'invalid_parameter_value';
+  END IF;
   SELECT n.nspname, c.relname INTO v_schema, v_table
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_parent;
+  v_start := date_trunc(p_granularity, p_at AT TIME ZONE 'UTC');
+  v_name := v_table || '_p' || to_char(v_start, v_format);
+  IF to_regclass(format('%I.%I', v_schema, v_name)) IS NOT NULL THEN
+    RETURN false;
+  END IF;
+  v_lo := v_start AT TIME ZONE 'UTC';
+  v_hi := (v_start + v_step) AT TIME ZONE 'UTC';
   SELECT a.attname INTO v_key
     FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
    WHERE p.partrelid = p_parent;
   SELECT c.oid::regclass, c.reloptions INTO v_default, v_options
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
    WHERE i.inhparent = p_parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
-  v_start := date_trunc(p_granularity, p_from AT TIME ZONE 'UTC');
-  WHILE v_start <= v_end LOOP
-    v_name := v_table || '_p' || to_char(v_start, v_format);
-    v_lo := v_start AT TIME ZONE 'UTC';
-    v_hi := (v_start + v_step) AT TIME ZONE 'UTC';
-    IF to_regclass(format('%I.%I', v_schema, v_name)) IS NULL THEN
-      v_moved := 0;
-      IF v_default IS NOT NULL THEN
-        EXECUTE format('SELECT count(*) FROM %s WHERE %I >= %L AND %I < %L', v_default, v_key, v_lo, v_key, v_hi)
-          INTO v_moved;
-      END IF;
-      IF v_moved > 0 THEN
-        EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
-                       v_schema, v_name, p_parent);
-        -- The append-only guard is off for this move only, inside this transaction.
-        EXECUTE format('ALTER TABLE %s DISABLE TRIGGER USER', v_default);
-        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I >= %L AND %I < %L RETURNING *)'
-                       ' INSERT INTO %I.%I SELECT * FROM moved', v_default, v_key, v_lo, v_key, v_hi, v_schema, v_name);
-        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER USER', v_default);
-        EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
-                       p_parent, v_schema, v_name, v_lo, v_hi);
-        RAISE NOTICE 'moved % rows from % into %.%', v_moved, v_default, v_schema, v_name;
-      ELSE
-        EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
-                       v_schema, v_name, p_parent, v_lo, v_hi);
-      END IF;
-      EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_name,
-                     format('Partition of %s for %s (UTC).', p_parent, to_char(v_start, v_format)));
-      IF v_options IS NOT NULL THEN
-        EXECUTE format('ALTER TABLE %I.%I SET (%s)', v_schema, v_name, array_to_string(v_options, ', '));
-      END IF;
-      -- Statement-level TRUNCATE triggers are not inherited by partitions: copy the parent's.
-      FOR v_trigger IN
-        SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
-         WHERE t.tgrelid = p_parent AND NOT t.tgisinternal AND (t.tgtype & 32) <> 0
-      LOOP
-        EXECUTE replace(v_trigger, format(' ON %s ', p_parent), format(' ON %I.%I ', v_schema, v_name));
-      END LOOP;
+  EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', v_schema, v_name, p_parent);
+  EXECUTE format('COMMENT ON TABLE %I.%I IS %L', v_schema, v_name,
+                 format('Partition of %s for %s (UTC).', p_parent, to_char(v_start, v_format)));
+  IF v_options IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %I.%I SET (%s)', v_schema, v_name, array_to_string(v_options, ', '));
+  END IF;
+  -- Statement-level TRUNCATE triggers are not inherited by partitions: copy the parent's.
+  FOR v_trigger IN
+    SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
+     WHERE t.tgrelid = p_parent AND NOT t.tgisinternal AND (t.tgtype & 32) <> 0
+  LOOP
+    EXECUTE replace(v_trigger, format(' ON %s ', p_parent), format(' ON %I.%I ', v_schema, v_name));
+  END LOOP;
+  IF v_default IS NOT NULL THEN
+    EXECUTE format('SELECT count(*) FROM %s WHERE %I >= %L AND %I < %L', v_default, v_key, v_lo, v_key, v_hi)
+      INTO v_moved;
+  END IF;
+  IF v_moved > 0 THEN
+    -- The append-only guard is off for this move only, inside this transaction.
+    EXECUTE format('ALTER TABLE %s DISABLE TRIGGER USER', v_default);
+    EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I >= %L AND %I < %L RETURNING *)'
+                   ' INSERT INTO %I.%I SELECT * FROM moved', v_default, v_key, v_lo, v_key, v_hi, v_schema, v_name);
+    EXECUTE format('ALTER TABLE %s ENABLE TRIGGER USER', v_default);
+    RAISE NOTICE 'moved % rows from % into %.%', v_moved, v_default, v_schema, v_name;
+  END IF;
+  EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+                 p_parent, v_schema, v_name, v_lo, v_hi);
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION platform.ensure_partition(regclass, text, timestamptz) IS 'Creates the monthly or daily range partition of a partitioned table holding p_at (built apart, then attached: SHARE UPDATE EXCLUSIVE on the parent), moving in any rows the DEFAULT partition holds for it; returns whether it created one. Idempotent.';
+
+CREATE FUNCTION platform.ensure_partitions(
+  p_parent regclass, p_granularity text, p_from timestamptz, p_to timestamptz
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_step interval := CASE p_granularity WHEN 'month' THEN interval '1 month' ELSE interval '1 day' END;
+  v_at timestamptz := p_from;
+  v_created integer := 0;
+BEGIN
+  IF NOT (isfinite(p_from) AND isfinite(p_to)) OR p_to - p_from > interval '1000 days' THEN
+    RAISE EXCEPTION 'partitions are made for a finite range of at most 1000 days, not [%, %]', p_from, p_to
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  WHILE date_trunc(p_granularity, v_at AT TIME ZONE 'UTC') <= p_to AT TIME ZONE 'UTC' LOOP
+    IF platform.ensure_partition(p_parent, p_granularity, v_at) THEN
       v_created := v_created + 1;
     END IF;
-    v_start := v_start + v_step;
+    v_at := v_at + v_step;
   END LOOP;
   RETURN v_created;
 END
 $$;
-COMMENT ON FUNCTION platform.ensure_partitions(regclass, text, timestamptz, timestamptz) IS 'Creates the missing monthly or daily range partitions of a partitioned table covering [p_from, p_to], moving in any rows the DEFAULT partition holds for them, with the DEFAULT partition''s storage settings and the parent''s TRUNCATE triggers; returns how many it created. Idempotent.';
+COMMENT ON FUNCTION platform.ensure_partitions(regclass, text, timestamptz, timestamptz) IS 'Creates the missing monthly or daily range partitions of a partitioned table covering [p_from, p_to] (at most 1000 days), one platform.ensure_partition each; returns how many it created. Idempotent.';
+
+-- Rows a service wrote far outside the window maintenance keeps partitions for would otherwise wait in the
+-- DEFAULT partition for ever, and every partition attached would scan them: they move to <table>_quarantine.
+CREATE FUNCTION platform.quarantine_default_rows(p_parent regclass, p_keep_from timestamptz, p_keep_until timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_schema text;
+  v_table text;
+  v_key text;
+  v_default regclass;
+  v_moved bigint;
+BEGIN
+  SELECT n.nspname, c.relname INTO v_schema, v_table
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_parent;
+  IF to_regclass(format('%I.%I', v_schema, v_table || '_quarantine')) IS NULL THEN
+    RETURN 0;
+  END IF;
+  SELECT a.attname INTO v_key
+    FROM pg_partitioned_table p JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
+   WHERE p.partrelid = p_parent;
+  SELECT c.oid::regclass INTO v_default FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+   WHERE i.inhparent = p_parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
+  EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I < %L OR %I >= %L RETURNING *)'
+                 ' INSERT INTO %I.%I SELECT * FROM moved', v_default, v_key, p_keep_from, v_key, p_keep_until,
+                 v_schema, v_table || '_quarantine');
+  GET DIAGNOSTICS v_moved = ROW_COUNT;
+  RETURN v_moved;
+END
+$$;
+COMMENT ON FUNCTION platform.quarantine_default_rows(regclass, timestamptz, timestamptz) IS 'Moves the rows of a partitioned table''s DEFAULT partition whose key lies outside [p_keep_from, p_keep_until) into <table>_quarantine, when the table has one; returns how many moved.';
 
 -- Retention: whole partitions whose range ends at or before p_older_than are dropped (or detached, to archive
 -- them) -- never a bulk DELETE, which would lock and bloat the table.

@@ -83,9 +83,10 @@ class MetricSample(Base):
     """One observed value of a series at a point in time."""
 
     __volume__ = "huge"
-    __partitioning__ = Partitioning("day", "sampled_at")
+    __partitioning__ = Partitioning("day", "sampled_at", keep_days=35)
 
     __tablename__ = "metric_samples"
+    __table_args__ = (CheckConstraint("isfinite(sampled_at)", name="sampled_at_finite"),)
 
     series_id: Mapped[int] = mapped_column(
         BigInteger,
@@ -96,4 +97,21 @@ class MetricSample(Base):
     sampled_at: Mapped[dt.datetime] = mapped_column(
         primary_key=True, comment="When the value was observed; the partition key."
     )
+    value: Mapped[float] = mapped_column(Double, comment="The observed value.")
+
+
+class MetricSampleQuarantine(CreatedOnly, Base):
+    """A sample that partition maintenance set aside: its time lay outside the window partitions are kept for."""
+
+    __volume__ = "small"
+
+    __tablename__ = "metric_samples_quarantine"
+
+    series_id: Mapped[int] = mapped_column(
+        BigInteger,
+        ForeignKey("metric_series.id", ondelete="RESTRICT"),
+        primary_key=True,
+        comment="The series observed.",
+    )
+    sampled_at: Mapped[dt.datetime] = mapped_column(primary_key=True, comment="When the value was observed, as sent.")
     value: Mapped[float] = mapped_column(Double, comment="The observed value.")

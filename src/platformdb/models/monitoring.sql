@@ -8,6 +8,9 @@ CREATE TRIGGER trg_metrics_audit AFTER INSERT OR UPDATE OR DELETE ON platform.me
 CREATE TRIGGER trg_metric_series_immutable BEFORE UPDATE ON platform.metric_series
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a series is identified by its metric, service, environment and labels');
 
+CREATE TRIGGER trg_metric_samples_quarantine_immutable BEFORE UPDATE ON platform.metric_samples_quarantine
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a quarantined sample is kept as it was sent');
+
 CREATE TABLE platform.metric_samples_default PARTITION OF platform.metric_samples DEFAULT;
 -- Insert-only at high rate: vacuum by inserts, analyze often; every new partition copies these settings.
 ALTER TABLE platform.metric_samples_default SET (autovacuum_vacuum_insert_threshold = 100000,

@@ -63,6 +63,7 @@ GRANT SELECT ON platform.audit_logs TO platform_audit_reader;
 -- monitoring: definitions, series and samples.
 GRANT SELECT, INSERT, UPDATE ON platform.metrics TO platform_metrics_writer;
 GRANT SELECT, INSERT ON platform.metric_series, platform.metric_samples TO platform_metrics_writer;
+GRANT SELECT ON platform.metric_samples_quarantine TO platform_metrics_writer;
 GRANT SELECT ON platform.services, platform.environments TO platform_metrics_writer;
 
 -- read-only: every table, but not the columns that hold password hashes or secret references.
@@ -70,7 +71,8 @@ GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platf
   platform.role_permissions, platform.role_grants, platform.environments, platform.services,
   platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
   platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
-  platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples TO platform_readonly;
+  platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples,
+  platform.metric_samples_quarantine TO platform_readonly;
 GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
   TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions

@@ -1,16 +1,31 @@
-"""Partition maintenance for the time-partitioned tables: safe to run from cron, idempotent.
+"""Partition maintenance for the time-partitioned tables: safe to run from cron, idempotent, never stalling.
 
-``ensure`` creates partitions from the oldest row waiting in the DEFAULT partition (or now) to ``ahead`` days
-from now, moving any such rows into them; ``prune`` drops (or detaches) whole partitions older than the
-retention. Both report what they did and how far ahead writes are covered. A write whose timestamp has no
-partition never fails: it lands in the DEFAULT partition, which the next ``ensure`` drains.
+``ensure`` creates the partitions from the oldest row waiting in the DEFAULT partition (or now) to ``ahead`` days
+from now, moving such rows into them; ``prune`` drops (or detaches) whole partitions older than the retention.
+Both report what they did and how far ahead writes are covered. A write whose timestamp has no partition never
+fails: it lands in the DEFAULT partition, which the next ``ensure`` drains.
+
+What a service writes cannot break or stall it:
+
+- only a bounded window gets partitions (``keep_days`` back, ``ahead`` days on, at most ``max_new`` a run); rows
+  the DEFAULT partition holds outside the window move to ``<table>_quarantine`` where the table has one, and are
+  counted in the report either way;
+- every step is its own short transaction under ``lock_timeout``, retried with back-off: a reader idle in a
+  transaction delays maintenance a bounded time and then makes it give up with the blocker named, and while
+  maintenance waits for a lock nobody queues behind it for longer than ``lock_timeout``. Partitions are built
+  apart and attached (SHARE UPDATE EXCLUSIVE on the parent), so readers and writers of the parent go on.
+
+Detaching uses plain DETACH PARTITION under the same bounded wait: DETACH ... CONCURRENTLY is refused by
+PostgreSQL while the table has a DEFAULT partition, which ours always have.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -23,16 +38,35 @@ MANAGED: dict[str, Partitioning] = {
 }
 """Partitioned table -> its partitioning, as the models declare it (``__partitioning__``)."""
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long maintenance may wait for a lock, how often it tries, and how much it does in one run."""
+
+    lock_timeout: dt.timedelta = dt.timedelta(milliseconds=200)
+    attempts: int = 15
+    max_new: int = 60
+    """Partitions created per table per run; the next run goes on where this one stopped."""
+
 
 @dataclass
 class Report:
     table: str
     created: int = 0
     moved: int = 0
+    quarantined: int = 0
     dropped: list[str] = field(default_factory=list)
     partitions: int = 0
     covered_until: dt.datetime | None = None
     default_rows: int = 0
+    outside_window: int = 0
+    """Rows left in DEFAULT outside the window (tables without a quarantine): they never get a partition."""
+    pending: int = 0
+    """Partitions the window still needs after this run (``max_new`` reached)."""
+    blocked: str | None = None
+    """Why a step gave up: the lock it could not get within the retries, and who held it."""
 
     def days_ahead(self, now: dt.datetime) -> float:
         return 0.0 if self.covered_until is None else (self.covered_until - now).total_seconds() / 86400
@@ -46,10 +80,44 @@ def _tables(table: str | None) -> list[str]:
     return [table]
 
 
-def _default_rows(conn: psycopg.Connection[Any], table: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("platform", f"{table}_default")))
-    found = row.fetchone()
-    return int(found[0]) if found else 0
+def _scalar(conn: psycopg.Connection[Any], query: sql.Composed | str, params: tuple[Any, ...] = ()) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _default(name: str) -> sql.Identifier:
+    return sql.Identifier("platform", f"{name}_default")
+
+
+def _holders(conn: psycopg.Connection[Any], relation: str) -> str:
+    """Who holds a lock on ``relation``, for the report of a step that gave up."""
+    rows = conn.execute(
+        """SELECT a.pid, a.usename, a.state, date_trunc('second', now() - a.state_change)
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.granted AND l.relation IN (SELECT %s::regclass UNION ALL
+                  SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass) AND a.pid <> pg_backend_pid()
+            GROUP BY 1, 2, 3, 4 ORDER BY 1""",
+        (relation, relation),
+    ).fetchall()
+    return "; ".join(f"pid {pid} ({user}, {state} for {age})" for pid, user, state, age in rows) or "nobody now"
+
+
+def _with_lock_retries(
+    conn: psycopg.Connection[Any], relation: str, limits: Limits, step: Callable[[], T]
+) -> tuple[T | None, str | None]:
+    """Run ``step`` in a transaction under ``lock_timeout``, retrying with back-off; (result, None) or (None, why)."""
+    for attempt in range(limits.attempts):
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    (f"{limits.lock_timeout / dt.timedelta(milliseconds=1):.0f}ms",),
+                )
+                return step(), None
+        except psycopg.errors.LockNotAvailable:
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+    tries = f"{limits.attempts} tries of {limits.lock_timeout.total_seconds():g} s"
+    return None, f"could not lock {relation} within {tries}; held by {_holders(conn, relation)}"
 
 
 def _coverage(conn: psycopg.Connection[Any], report: Report) -> None:
@@ -62,48 +130,99 @@ def _coverage(conn: psycopg.Connection[Any], report: Report) -> None:
     ).fetchone()
     assert row is not None
     report.partitions, report.covered_until = int(row[0]), row[1]
-    report.default_rows = _default_rows(conn, report.table)
+    report.default_rows = int(_scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(_default(report.table))))
 
 
-def ensure(conn: psycopg.Connection[Any], ahead_days: int, table: str | None = None) -> list[Report]:
-    """Create partitions up to ``ahead_days`` from now, draining the DEFAULT partitions; one transaction a table."""
+def _starts(granularity: str, first: dt.datetime, last: dt.datetime) -> list[dt.datetime]:
+    """The start of every day or month from the one holding ``first`` to the one holding ``last`` (UTC)."""
+    first = first.astimezone(dt.UTC)
+    at = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    if granularity == "month":
+        at = at.replace(day=1)
+    starts = []
+    while at <= last:
+        starts.append(at)
+        at = (at + dt.timedelta(days=32)).replace(day=1) if granularity == "month" else at + dt.timedelta(days=1)
+    return starts
+
+
+def ensure(
+    conn: psycopg.Connection[Any], ahead_days: int, table: str | None = None, *, limits: Limits = Limits()
+) -> list[Report]:
+    """Create the partitions of the window up to ``ahead_days`` from now, draining the DEFAULT partitions.
+
+    ``conn`` must be in autocommit mode: each step is a transaction of its own."""
     reports = []
     for name in _tables(table):
-        granularity, key = MANAGED[name].granularity, MANAGED[name].key
-        report = Report(name)
-        with conn.transaction():
-            before = _default_rows(conn, name)
-            oldest = conn.execute(
-                sql.SQL("SELECT least(min({}), now()) FROM {}").format(
-                    sql.Identifier(key), sql.Identifier("platform", f"{name}_default")
-                )
-            ).fetchone()
-            start = oldest[0] if oldest and oldest[0] else None
-            created = conn.execute(
-                "SELECT platform.ensure_partitions(%s::regclass, %s, coalesce(%s, now()),"
-                " now() + make_interval(days => %s))",
-                (f"platform.{name}", granularity, start, ahead_days),
-            ).fetchone()
-            report.created = int(created[0]) if created else 0
-            _coverage(conn, report)
-            report.moved = before - report.default_rows
-        reports.append(report)
+        reports.append(_ensure_table(conn, name, ahead_days, limits))
     return reports
 
 
+def _ensure_table(conn: psycopg.Connection[Any], name: str, ahead_days: int, limits: Limits) -> Report:
+    part, report, parent = MANAGED[name], Report(name), f"platform.{name}"
+    now = dt.datetime.now(dt.UTC)
+    keep_from, keep_until = now - dt.timedelta(days=part.keep_days), now + dt.timedelta(days=ahead_days + 1)
+    key, default = sql.Identifier(part.key), _default(name)
+    before = int(_scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(default)))
+
+    def quarantine() -> int:
+        moved = "SELECT platform.quarantine_default_rows(%s::regclass, %s, %s)"
+        return int(_scalar(conn, moved, (parent, keep_from, keep_until)))
+
+    def make(start: dt.datetime) -> Callable[[], bool]:
+        return lambda: bool(_scalar(conn, "SELECT platform.ensure_partition(%s::regclass, %s, %s)",
+                                    (parent, part.granularity, start)))  # fmt: skip
+
+    report.quarantined = _with_lock_retries(conn, f"{parent}_default", limits, quarantine)[0] or 0
+    window = sql.SQL("{key} >= %s AND {key} < %s").format(key=key)
+    oldest = _scalar(
+        conn, sql.SQL("SELECT min({}) FROM {} WHERE {}").format(key, default, window), (keep_from, keep_until)
+    )
+    starts = _starts(part.granularity, min(oldest or now, now), now + dt.timedelta(days=ahead_days))
+    missing = [s for s in starts if s not in _existing_starts(conn, parent)]
+    report.pending = max(0, len(missing) - limits.max_new)
+    for start in missing[: limits.max_new]:
+        if report.blocked:
+            report.pending += 1
+            continue
+        created, report.blocked = _with_lock_retries(conn, f"{parent}_default", limits, make(start))
+        report.created += int(bool(created))
+    _coverage(conn, report)
+    report.moved = max(0, before - report.quarantined - report.default_rows)
+    outside = sql.SQL("SELECT count(*) FROM {} WHERE NOT ({})").format(default, window)
+    report.outside_window = int(_scalar(conn, outside, (keep_from, keep_until)))
+    return report
+
+
+def _existing_starts(conn: psycopg.Connection[Any], parent: str) -> set[dt.datetime]:
+    rows = conn.execute(
+        """SELECT substring(pg_get_expr(c.relpartbound, c.oid) FROM 'FROM \\(''([^'']+)''\\)')::timestamptz
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = %s::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'""",
+        (parent,),
+    ).fetchall()
+    return {r[0].astimezone(dt.UTC) for r in rows}
+
+
 def prune(
-    conn: psycopg.Connection[Any], retain_days: int, table: str | None = None, *, detach: bool = False
+    conn: psycopg.Connection[Any],
+    retain_days: int,
+    table: str | None = None,
+    *,
+    detach: bool = False,
+    limits: Limits = Limits(),
 ) -> list[Report]:
-    """Drop (or detach) the partitions that end more than ``retain_days`` ago."""
+    """Drop (or detach) the partitions that end more than ``retain_days`` ago, one short transaction each."""
     reports = []
     for name in _tables(table):
-        report = Report(name)
-        with conn.transaction():
-            rows = conn.execute(
-                "SELECT platform.prune_partitions(%s::regclass, now() - make_interval(days => %s), %s)",
-                (f"platform.{name}", retain_days, detach),
-            ).fetchall()
-            report.dropped = [str(r[0]) for r in rows]
-            _coverage(conn, report)
+        report, parent = Report(name), f"platform.{name}"
+
+        def drop(parent: str = parent) -> list[str]:
+            pruned = "SELECT platform.prune_partitions(%s::regclass, now() - make_interval(days => %s), %s)"
+            return [str(r[0]) for r in conn.execute(pruned, (parent, retain_days, detach)).fetchall()]
+
+        dropped, report.blocked = _with_lock_retries(conn, parent, limits, drop)
+        report.dropped = dropped or []
+        _coverage(conn, report)
         reports.append(report)
     return reports
