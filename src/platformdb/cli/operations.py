@@ -120,10 +120,8 @@ def grant_login(ctx: click.Context, name: str, role: str, password_env: str | No
         password = os.environ.get(password_env)
         if not password:
             raise UserError(f"environment variable {password_env} is empty or unset")
-    if print_sql:
-        statements = roles.grant_login_sql(name, role, exists=False)
-        then = "\n-- then set the password as a SCRAM verifier (psql: \\password NAME)" if password_env else ""
-        click.echo(statements.as_string(None) + then)
+    if print_sql:  # the password, if any, only as its SCRAM verifier
+        click.echo(roles.grant_login_sql(name, role, password=password, exists=False).as_string(None))
         return
     console.print(roles.grant_login(database_url(ctx), name, role, password=password))
 

@@ -46,7 +46,8 @@ class Limits:
     """How long maintenance may wait for a lock, how often it tries, and how much it does in one run."""
 
     lock_timeout: dt.timedelta = dt.timedelta(milliseconds=200)
-    attempts: int = 15
+    attempts: int = 10
+    """With the back-off between tries (50 ms doubling, at most 1 s), a step gives up after about 9 s."""
     max_new: int = 60
     """Partitions created per table per run; the next run goes on where this one stopped."""
 
@@ -115,7 +116,7 @@ def _with_lock_retries(
                 )
                 return step(), None
         except psycopg.errors.LockNotAvailable:
-            time.sleep(min(2.0, 0.05 * 2**attempt))
+            time.sleep(min(1.0, 0.05 * 2**attempt))
     tries = f"{limits.attempts} tries of {limits.lock_timeout.total_seconds():g} s"
     return None, f"could not lock {relation} within {tries}; held by {_holders(conn, relation)}"
 

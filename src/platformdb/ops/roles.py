@@ -9,7 +9,12 @@ audit lane or a connection slot for long; a login can still SET its own timeouts
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import secrets
+import unicodedata
 from dataclasses import dataclass, fields
 
 from psycopg import sql
@@ -58,6 +63,23 @@ def group_role(name: str) -> str:
     raise UserError(f"unknown role {name!r}: one of {', '.join(GROUP_ROLES)}")
 
 
+SCRAM_ITERATIONS = 4096
+"""PostgreSQL's default (scram_iterations)."""
+
+
+def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802 / 7677), computed here, so the
+    password itself never reaches the server, its statement log or a printed script. The password is NFKC
+    normalized first, as SASLprep does for the usual passwords."""
+    salt = salt or secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", unicodedata.normalize("NFKC", password).encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = base64.b64encode
+    return f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}${b64(stored_key).decode()}:{b64(server_key).decode()}"
+
+
 def _check_login(login: str) -> None:
     if not _LOGIN_NAME.match(login):
         raise UserError(f"login name {login!r}: lower-case letters, digits and _, at most 63")
@@ -65,30 +87,46 @@ def _check_login(login: str) -> None:
         raise UserError(f"login name {login!r} is reserved")
 
 
+@dataclass(frozen=True)
+class Existing:
+    """What an existing login carries that ``grant_login`` must take away: role memberships (groups of ours, or
+    predefined roles such as pg_write_all_data) and the databases where it has role settings of its own (e.g. a
+    session_replication_role = replica that would switch every trigger, audit included, off)."""
+
+    memberships: tuple[str, ...] = ()
+    settings_in: tuple[str | None, ...] = ()
+    """Databases with settings for the role (None: settings for every database)."""
+
+
 def grant_login_sql(
     login: str,
     role: str,
     *,
-    password_verifier: str | None = None,
-    exists: bool,
+    password: str | None = None,
+    exists: bool | Existing = False,
     limits: LoginLimits = LoginLimits(),
     server_version: int = 180000,
-    other_groups: tuple[str, ...] = (),
 ) -> sql.Composed:
-    """The statements that make ``login`` a login member of group ``role`` and of no other group of ours, with no
-    elevated attribute and the limits set. A password is only ever sent as a SCRAM verifier, never in clear."""
+    """The statements that make ``login`` a login member of group ``role`` and of no other role, with no elevated
+    attribute, no settings but the limits, and (given a password) its SCRAM verifier: never the password."""
     _check_login(login)
     group = group_role(role)
+    existing = exists if isinstance(exists, Existing) else Existing()
     ident = sql.Identifier(login)
     attributes = sql.SQL(" ").join(sql.SQL(a) for a in ELEVATED)
     limit = sql.SQL("CONNECTION LIMIT {}").format(sql.Literal(limits.connection_limit))
     verb = sql.SQL("ALTER ROLE" if exists else "CREATE ROLE")
     statements = [sql.SQL("{} {} {} {}").format(verb, ident, attributes, limit)]
-    if password_verifier is not None:
-        statements.append(sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, sql.Literal(password_verifier)))
+    for database in existing.settings_in:
+        where = sql.SQL(" IN DATABASE {}").format(sql.Identifier(database)) if database else sql.SQL("")
+        statements.append(sql.SQL("ALTER ROLE {}{} RESET ALL").format(ident, where))
+    if password is not None:
+        verifier = sql.Literal(scram_verifier(password))
+        statements.append(sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident, verifier))
     for name, value in limits.settings(server_version).items():
         statements.append(sql.SQL("ALTER ROLE {} SET {} = {}").format(ident, sql.Identifier(name), sql.Literal(value)))
-    statements.extend(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(g), ident) for g in other_groups if g != group)
+    others = [g for g in existing.memberships if g != group]
+    statements.extend(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(g), ident) for g in others)
     statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident))
     return sql.SQL(";\n").join(statements) + sql.SQL(";")
 
@@ -108,17 +146,17 @@ def grant_login(
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (group,)).fetchone():
             raise NotMigratedError(f'database "{url.database}"', lacks=f"group role {group}")
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is not None
-        memberships = conn.execute(
-            """SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s AND g.rolname = ANY(%s)""",
-            (login, list(GROUP_ROLES.values())),
-        ).fetchall()
-        verifier = None
-        if password is not None:  # libpq computes the SCRAM verifier here: the password never reaches the server
-            verifier = conn.pgconn.encrypt_password(password.encode(), login.encode(), b"scram-sha-256").decode()
+        existing = Existing(
+            tuple(str(r[0]) for r in conn.execute(
+                """SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                    JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s ORDER BY 1""", (login,))),
+            tuple(None if r[0] is None else str(r[0]) for r in conn.execute(
+                """SELECT d.datname FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                     LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE r.rolname = %s ORDER BY 1""", (login,))),
+        )  # fmt: skip
         statements = grant_login_sql(
-            login, role, password_verifier=verifier, exists=exists, limits=limits,
-            server_version=conn.info.server_version, other_groups=tuple(str(r[0]) for r in memberships),
+            login, role, password=password, exists=existing if exists else False, limits=limits,
+            server_version=conn.info.server_version,
         )  # fmt: skip
         with conn.transaction():
             conn.execute(statements)
