@@ -49,6 +49,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0014": set(),
     "0015": {"metric_samples_quarantine"},
     "0016": set(),
+    "0017": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

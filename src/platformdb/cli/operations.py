@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -12,6 +13,7 @@ from platformdb.cli.app import cli, console, database_url, require
 from platformdb.db import connect
 from platformdb.errors import UserError
 from platformdb.ops import audit_chain, partitions, roles, sessions
+from platformdb.ops import checkpoints as checkpoints_ops
 
 
 # --- audit ---------------------------------------------------------------------------------------------
@@ -20,19 +22,61 @@ def audit() -> None:
     """The tamper-evident audit log."""
 
 
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
 @audit.command("verify")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
               help="Start at the first row created at or after this UTC time (default: the oldest row).")  # fmt: skip
+@click.option("--checkpoints", type=_FILE, help="Also prove every signed checkpoint in this file still holds.")
+@click.option("--public-key", type=_FILE, help="The Ed25519 public key the checkpoints are signed with.")
 @click.pass_context
-def audit_verify(ctx: click.Context, since: dt.datetime | None) -> None:
+def audit_verify(
+    ctx: click.Context, since: dt.datetime | None, checkpoints: Path | None, public_key: Path | None
+) -> None:
     """Walk the audit hash chain; report the first broken link and exit 1, or the digest of the lane heads."""
+    if (checkpoints is None) != (public_key is None):
+        raise UserError("--checkpoints and --public-key go together")
     url = database_url(ctx)
     with connect(url) as conn:
         require(conn, url, "platform.audit_chain", "audit hash chain")
         verdict = audit_chain.verify(conn, since.replace(tzinfo=dt.UTC) if since else None)
+        checked = checkpoints_ops.check(conn, checkpoints, public_key) if checkpoints and public_key else None
     if not verdict.ok:
         raise UserError(str(verdict))
+    if checked is not None and not checked.ok:
+        raise UserError(str(checked))
     console.print(str(verdict))
+    if checked is not None:
+        console.print(str(checked))
+    for note in verdict.notes if checked is None else verdict.notes[1:]:
+        click.echo(f"note: {note}", err=True)
+
+
+@audit.command("checkpoint")
+@click.option("--key", "key", type=_FILE, required=True, help="The Ed25519 private key to sign with (PEM).")
+@click.option("--out", "out", type=_FILE, help="Append the checkpoint to this file (default: print it).")
+@click.pass_context
+def audit_checkpoint(ctx: click.Context, key: Path, out: Path | None) -> None:
+    """Sign each lane's newest row with a key held outside the database (cron; keep the file elsewhere too)."""
+    url = database_url(ctx)
+    with connect(url) as conn:
+        require(conn, url, "platform.audit_chain", "audit hash chain")
+        line = checkpoints_ops.take(conn, key)
+    if out is None:
+        click.echo(line)
+        return
+    with out.open("a") as f:
+        f.write(line + "\n")
+    console.print(f"appended a signed checkpoint to {out}")
+
+
+@audit.command("keygen")
+@click.option("--out", "out", type=_FILE, required=True, help="Where to write the private key (PEM, mode 0600).")
+def audit_keygen(out: Path) -> None:
+    """Make an Ed25519 key pair for signed checkpoints: the private key at --out, the public key at --out.pub."""
+    public = checkpoints_ops.keygen(out)
+    console.print(f"wrote {out} (keep it outside the database's reach) and {public}")
 
 
 # --- partitions ----------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ class AuditLog(Base):
     )
     client_addr: Mapped[str | None] = mapped_column(
         INET,
-        comment="End-user address (setting platformdb.client_addr), else the database client's address.",
+        comment="Address of the database client that wrote (inet_client_addr(); NULL over a Unix socket). Until "
+        "hash_version 2 (revision 0017): the claimed end-user address when one was set.",
     )
     before: Mapped[dict[str, Any] | None] = mapped_column(
         comment="Row image before the change, sensitive columns redacted; NULL for inserts."
@@ -111,6 +112,19 @@ class AuditLog(Base):
     chain_lane: Mapped[int] = mapped_column(
         SmallInteger,
         comment="Lane of the hash chain this row extends (audit_chain.lane); within a lane, chain order is id order.",
+    )
+    hash_version: Mapped[int] = mapped_column(
+        SmallInteger,
+        server_default=text("1"),
+        sort_order=10,  # added by revision 0017, after the columns before it
+        comment="Canonical form row_hash covers: 1 (before revision 0017), 2 (also hash_version, chain_lane and "
+        "claimed_client_addr).",
+    )
+    claimed_client_addr: Mapped[str | None] = mapped_column(
+        INET,
+        sort_order=11,
+        comment="End-user address the writing service claimed (setting platformdb.client_addr), kept apart from "
+        "client_addr: a claim, not an observation.",
     )
 
 
@@ -146,6 +160,17 @@ class AuditChain(Timestamps, Base):
     )
     last_hash: Mapped[bytes] = mapped_column(
         LargeBinary, comment="row_hash of the lane's newest audit row; verify compares the lane's end with it."
+    )
+    pruned_through_id: Mapped[int | None] = mapped_column(
+        BigInteger,
+        sort_order=11,  # added by revision 0017
+        comment="Id of the lane's newest row that retention removed (partitions prune); NULL if none or unknown.",
+    )
+    pruned_through_hash: Mapped[bytes | None] = mapped_column(
+        LargeBinary,
+        sort_order=12,
+        comment="row_hash the lane's oldest remaining row must link to: of the newest row retention removed "
+        "(written by prune in the same transaction), or as found at revision 0017; NULL: the lane starts at zero.",
     )
     holder_txid: Mapped[int | None] = mapped_column(
         BigInteger,

@@ -9,11 +9,16 @@ SELECT lane, '\x0000000000000000000000000000000000000000000000000000000000000000
 
 CREATE FUNCTION platform.audit_row_hash(r platform.audit_logs) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
-RETURN sha256(convert_to(jsonb_build_array(
-  r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
-  r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex')
-)::text, 'UTF8'));
-COMMENT ON FUNCTION platform.audit_row_hash(platform.audit_logs) IS 'SHA-256 of an audit row''s canonical form (a JSON array of its fields, timestamps in UTC) and its prev_hash; used by the capture trigger and by `platformdb audit verify`.';
+RETURN sha256(convert_to(CASE r.hash_version
+  WHEN 1 THEN jsonb_build_array(
+    r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
+    r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex'))
+  ELSE jsonb_build_array(
+    r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
+    r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex'),
+    r.hash_version, r.chain_lane, r.claimed_client_addr)
+END::text, 'UTF8'));
+COMMENT ON FUNCTION platform.audit_row_hash(platform.audit_logs) IS 'SHA-256 of an audit row''s canonical form (a JSON array of its fields, timestamps in UTC, and its prev_hash; from hash_version 2 on also its hash_version, chain_lane and claimed_client_addr); used by the capture trigger. `platformdb audit verify` computes the same form itself and does not call it.';
 
 -- Attached to an audited table as
 --   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('<pk cols>'[, '<redacted col>'...])
@@ -26,10 +31,12 @@ DECLARE
   v_before jsonb;
   v_after jsonb;
   v_row jsonb;
-  v_actor_id uuid := nullif(current_setting('platformdb.actor_id', true), '')::uuid;
+  v_actor_text text := nullif(current_setting('platformdb.actor_id', true), '');
+  v_actor_id uuid;
   v_actor_name text := nullif(current_setting('platformdb.actor_name', true), '');
-  v_client inet := coalesce(nullif(current_setting('platformdb.client_addr', true), '')::inet,
-                            inet_client_addr());
+  v_request_id text := nullif(current_setting('platformdb.request_id', true), '');
+  v_claimed_text text := nullif(current_setting('platformdb.client_addr', true), '');
+  v_claimed inet;
   v_entity_id text;
   v_log platform.audit_logs;
   v_hint text;
@@ -37,6 +44,32 @@ DECLARE
   v_waited integer;
   i integer;
 BEGIN
+  -- The settings come from the client: check them here, with errors that name the setting and show nothing the
+  -- caller could not read (a failed CHECK on the audit row would print the whole row, looked-up email included).
+  IF v_actor_text IS NOT NULL THEN
+    IF v_actor_text !~* '^[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}$' THEN
+      RAISE EXCEPTION 'platformdb.actor_id must be a UUID' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_actor_id := v_actor_text::uuid;
+  END IF;
+  IF v_actor_name IS NOT NULL AND (char_length(v_actor_name) > 320 OR v_actor_name ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029]') THEN
+    RAISE EXCEPTION 'platformdb.actor_name must be at most 320 characters, none of them a control character'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF v_request_id IS NOT NULL AND v_request_id !~ '^[ -~]{1,128}$' THEN
+    RAISE EXCEPTION 'platformdb.request_id must be 1 to 128 printable ASCII characters'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF v_claimed_text IS NOT NULL THEN
+    IF v_claimed_text !~ '^[0-9A-Fa-f:.]{2,45}(/[0-9]{1,3})?$' THEN
+      RAISE EXCEPTION 'platformdb.client_addr must be an IP address' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+      v_claimed := v_claimed_text::inet;
+    EXCEPTION WHEN invalid_text_representation THEN
+      RAISE EXCEPTION 'platformdb.client_addr must be an IP address' USING ERRCODE = 'invalid_parameter_value';
+    END;
+  END IF;
   IF TG_OP <> 'INSERT' THEN v_before := to_jsonb(OLD); END IF;
   IF TG_OP <> 'DELETE' THEN v_after := to_jsonb(NEW); END IF;
   -- An UPDATE that changes nothing but updated_at is not a change worth a row.
@@ -109,8 +142,10 @@ BEGIN
   v_log.action := lower(TG_OP);
   v_log.entity_type := TG_TABLE_NAME;
   v_log.entity_id := v_entity_id;
-  v_log.request_id := nullif(current_setting('platformdb.request_id', true), '');
-  v_log.client_addr := v_client;
+  v_log.request_id := v_request_id;
+  v_log.client_addr := inet_client_addr();
+  v_log.claimed_client_addr := v_claimed;
+  v_log.hash_version := 2;
   v_log.before := v_before;
   v_log.after := v_after;
   v_log.row_hash := platform.audit_row_hash(v_log);

@@ -205,6 +205,7 @@ CREATE FUNCTION platform.prune_partitions(
 LANGUAGE plpgsql AS $$
 DECLARE
   r record;
+  v_name text;
 BEGIN
   FOR r IN
     SELECT c.oid::regclass AS part, pg_get_expr(c.relpartbound, c.oid) AS bound
@@ -213,17 +214,26 @@ BEGIN
   LOOP
     CONTINUE WHEN r.bound = 'DEFAULT';
     IF substring(r.bound FROM 'TO \(''([^'']+)''\)')::timestamptz <= p_older_than THEN
+      v_name := r.part::text;  -- before the drop, after which the name no longer resolves
+      IF p_parent = 'platform.audit_logs'::regclass THEN
+        -- What retention removes is recorded with it: each lane's oldest remaining row must link to the
+        -- newest one removed, so rows removed any other way are evident to `audit verify`.
+        EXECUTE format(
+          'UPDATE platform.audit_chain c SET pruned_through_id = p.id, pruned_through_hash = p.row_hash'
+          '  FROM (SELECT DISTINCT ON (chain_lane) chain_lane, id, row_hash FROM %s ORDER BY chain_lane, id DESC) p'
+          ' WHERE c.lane = p.chain_lane AND (c.pruned_through_id IS NULL OR c.pruned_through_id < p.id)', r.part);
+      END IF;
       IF p_detach THEN
         EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p_parent, r.part);
       ELSE
         EXECUTE format('DROP TABLE %s', r.part);
       END IF;
-      RETURN NEXT r.part::text;
+      RETURN NEXT v_name;
     END IF;
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION platform.prune_partitions(regclass, timestamptz, boolean) IS 'Drops (or detaches) the range partitions of a partitioned table that end at or before p_older_than; returns their names. Idempotent.';
+COMMENT ON FUNCTION platform.prune_partitions(regclass, timestamptz, boolean) IS 'Drops (or detaches) the range partitions of a partitioned table that end at or before p_older_than, recording for audit_logs each lane''s newest removed row in audit_chain; returns their names. Idempotent.';
 
 CREATE FUNCTION platform.forbid_column_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
