@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 from rich.table import Table
+from sqlalchemy import URL
 
 from platformdb import migrate
 from platformdb.cli.app import cli, console, database_url, where
 from platformdb.errors import UserError
+
+
+def _migrate(ctx: click.Context, step: Callable[[URL, str], None], revision: str) -> None:
+    url = database_url(ctx)
+    before = migrate.current(url)
+    step(url, revision)
+    console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
 
 
 @cli.command()
@@ -15,10 +25,7 @@ from platformdb.errors import UserError
 @click.pass_context
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Migrate the database up to REVISION (default: head)."""
-    url = database_url(ctx)
-    before = migrate.current(url)
-    migrate.upgrade(url, revision)
-    console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
+    _migrate(ctx, migrate.upgrade, revision)
 
 
 @cli.command()
@@ -26,10 +33,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 @click.pass_context
 def downgrade(ctx: click.Context, revision: str) -> None:
     """Migrate the database down to REVISION (a revision id, -1, or base)."""
-    url = database_url(ctx)
-    before = migrate.current(url)
-    migrate.downgrade(url, revision)
-    console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
+    _migrate(ctx, migrate.downgrade, revision)
 
 
 @cli.command()
