@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQxMjM0$0mJ1cQbB2d8kL0Tj2Yf3YxZq4sVQ3mD1hA"
@@ -88,6 +90,69 @@ def assert_updated_at_trigger(
     conn.execute(f"UPDATE platform.{table} SET created_at = created_at WHERE {where}", params)
     row = conn.execute(f"SELECT created_at FROM platform.{table} WHERE {where}", params).fetchone()
     assert row == (old[0],)
+
+
+BACKDATED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def assert_created_at_trigger(
+    conn: psycopg.Connection[Any], table: str, role: str, values: dict[str, Any], trigger: str
+) -> None:
+    """The set_created_at trigger ``trigger`` of ``table``: a row inserted as the service group ``role`` with a
+    backdated created_at (and updated_at) gets now() for them; the owner (here a superuser) may backdate, as the
+    seed and restores do; and with the trigger disabled the service's stamps would be kept, so it is that
+    trigger which replaces them. Each insert is rolled back."""
+    stamps = [
+        c
+        for c in ("created_at", "updated_at")
+        if conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s AND NOT attisdropped",
+            (f"platform.{table}", c),
+        ).fetchone()
+    ]
+    row = values | dict.fromkeys(stamps, BACKDATED)
+    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}, now()").format(
+        sql.Identifier("platform", table),
+        sql.SQL(", ").join(map(sql.Identifier, row)),
+        sql.SQL(", ").join(sql.Placeholder() * len(row)),
+        sql.SQL(", ").join(map(sql.Identifier, stamps)),
+    )
+    params = [Jsonb(v) if isinstance(v, dict | list) else v for v in row.values()]
+
+    def insert(as_role: str | None, disabled: bool = False) -> tuple[list[Any], Any]:
+        with conn.transaction(force_rollback=True):
+            if disabled:
+                conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+                    sql.Identifier("platform", table), sql.Identifier(trigger)))  # fmt: skip
+            if as_role:
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(as_role)))
+            got = conn.execute(statement, params).fetchone()
+        assert got is not None
+        return list(got[:-1]), got[-1]
+
+    kept, now = insert(role)
+    assert kept == [now] * len(stamps), f"{role}'s backdated {stamps} kept: {kept}"
+    assert insert(None)[0] == [BACKDATED] * len(stamps), "the owner's backdated stamps were replaced"
+    assert insert(role, disabled=True)[0] == [BACKDATED] * len(stamps), f"{trigger} is not what stamps them"
+
+
+def assert_keys_trigger(
+    conn: psycopg.Connection[Any],
+    table: str,
+    where: str,
+    params: tuple[Any, ...],
+    change: str,
+    trigger: str,
+    keep: str | None = None,
+) -> None:
+    """The forbid_column_change trigger ``trigger`` freezing the primary key of ``table``: ``change`` (an
+    assignment moving the key of the one row ``where`` selects, which nothing references) is refused (23000)
+    naming it; ``keep`` (by default, assigning the key its own value) goes through."""
+    with rejected("23000", trigger):
+        conn.execute(f"UPDATE platform.{table} SET {change} WHERE {where}", params)
+    key = change.split("=")[0].strip()
+    keep = keep or f"{key} = {key}"
+    assert conn.execute(f"UPDATE platform.{table} SET {keep} WHERE {where}", params).rowcount == 1
 
 
 class Make:

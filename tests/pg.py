@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from sqlalchemy.engine import URL
 
 from platformdb.db import parse_url
@@ -27,6 +28,37 @@ SYSTEM_PG15_BIN = Path(os.environ.get("PLATFORMDB_TEST_PG15_BIN", "/usr/lib/post
 TEMPLATE = "platformdb_template"
 # Durability off: these clusters are thrown away; crash tests start clusters of their own with it on.
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def copy_database_privileges(conn: psycopg.Connection[Any], source: str, target: str) -> None:
+    """Give database ``target`` the database-level privileges of ``source``. CREATE DATABASE ... TEMPLATE copies
+    the template's catalogs (function ACLs included) but not its own ACL, which starts at the default (PUBLIC
+    may CONNECT and create TEMPORARY tables): without this, a clone would not have what the migrations revoked
+    on the template (revision 0020: TEMPORARY)."""
+    if conn.execute("SELECT datacl IS NULL FROM pg_database WHERE datname = %s", (source,)).fetchone() != (False,):
+        return  # the default ACL: nothing was revoked or granted
+    rows = conn.execute(
+        """SELECT a.grantee, a.privilege_type, a.is_grantable FROM pg_database d, aclexplode(d.datacl) a
+            WHERE d.datname = %s AND a.grantee <> d.datdba""",
+        (source,),
+    ).fetchall()
+    db = sql.Identifier(target)
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+    for grantee, privilege, grantable in rows:
+        conn.execute(
+            sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                sql.SQL(privilege),
+                db,
+                sql.SQL("PUBLIC") if grantee == 0 else sql.Identifier(str(grantee_name(conn, grantee))),
+                sql.SQL(" WITH GRANT OPTION") if grantable else sql.SQL(""),
+            )
+        )
+
+
+def grantee_name(conn: psycopg.Connection[Any], oid: int) -> str:
+    row = conn.execute("SELECT rolname FROM pg_roles WHERE oid = %s", (oid,)).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def server_bins() -> dict[str, Path]:
@@ -70,6 +102,8 @@ class Server:
         name = f"{prefix}_{next(self._ids)}"
         with self.admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+            if template not in ("template0", "template1"):  # their own ACL (PUBLIC: CONNECT only) is theirs
+                copy_database_privileges(conn, template, name)
         return name
 
     def drop_database(self, name: str) -> None:

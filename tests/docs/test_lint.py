@@ -75,7 +75,9 @@ SEEDED = [
     ("L004", "DROP INDEX platform.ix_services_owner_team_id", "services.fk_services_owner_team_id_teams"),
     (
         "L005",
-        "ALTER TABLE platform.metrics ALTER id TYPE bigint",
+        # (the trigger that freezes the key depends on the column's type: it goes first)
+        "DROP TRIGGER trg_metrics_keys_immutable ON platform.metrics;"
+        " ALTER TABLE platform.metrics ALTER id TYPE bigint",
         "metric_series.fk_metric_series_metric_id_metrics",
     ),
     (

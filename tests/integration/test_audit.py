@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from platformdb.actor import set_actor
-from tests.factories import PASSWORD_HASH, Make, rejected
+from tests.factories import PASSWORD_HASH, Make, assert_keys_trigger, rejected, triggers_disabled
 
 REDACTED = "[redacted]"
 
@@ -409,10 +409,16 @@ def audit_lanes(conn: psycopg.Connection[Any]) -> list[int]:
 
 @pytest.mark.parametrize("lane", [-1, 16, 32767])
 def test_audit_chain_lane_range(conn: psycopg.Connection[Any], lane: int) -> None:
-    """The chain has exactly lanes 0 to 15 (AUDIT_LANES); no writer may add or renumber one outside them."""
+    """The chain has exactly lanes 0 to 15 (AUDIT_LANES); no writer may add or renumber one outside them (a
+    renumbering is refused first by trg_audit_chain_keys_immutable; the range holds behind it)."""
     with rejected("23514", "ck_audit_chain_lane_range"):
         conn.execute("INSERT INTO platform.audit_chain (lane, last_hash) VALUES (%s, %s)", (lane, bytes(32)))
-    with rejected("23514", "ck_audit_chain_lane_range"):
+    with rejected("23000", "trg_audit_chain_keys_immutable"):
+        conn.execute("UPDATE platform.audit_chain SET lane = %s WHERE lane = 15", (lane,))
+    with (
+        triggers_disabled(conn, "audit_chain", "trg_audit_chain_keys_immutable"),
+        rejected("23514", "ck_audit_chain_lane_range"),
+    ):
         conn.execute("UPDATE platform.audit_chain SET lane = %s WHERE lane = 15", (lane,))
     assert audit_lanes(conn) == list(range(16))
     conn.execute("DELETE FROM platform.audit_chain WHERE lane = 15")
@@ -455,3 +461,10 @@ def test_audit_log_partitions_cannot_be_truncated_either(conn: psycopg.Connectio
     for partition in partitions:
         with rejected("23000", "trg_audit_logs_no_truncate"):
             conn.execute(f"TRUNCATE {partition}")
+
+
+@pytest.mark.parametrize("change", ["lane = lane + 16", "created_at = created_at - interval '1 day'"])
+def test_audit_chain_keys_immutable(conn: psycopg.Connection[Any], change: str) -> None:
+    """A lane's number and creation time never change (the capture function moves only its head)."""
+    assert_keys_trigger(conn, "audit_chain", "lane = %s", (0,), change, "trg_audit_chain_keys_immutable")
+    conn.execute("UPDATE platform.audit_chain SET last_hash = last_hash WHERE lane = 0")

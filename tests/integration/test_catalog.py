@@ -9,7 +9,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import Make, assert_updated_at_trigger, rejected, restrict_sqlstate
+from tests.factories import (
+    Make,
+    assert_created_at_trigger,
+    assert_keys_trigger,
+    assert_updated_at_trigger,
+    rejected,
+    restrict_sqlstate,
+)
 
 OLD = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 BAD_NAMES = ["Payments", "payments_api", "-payments", "payments-", "pay--ments", "1payments", "pay ments", "a" * 64, ""]
@@ -187,3 +194,36 @@ def test_service_dependencies_are_never_updated(conn: psycopg.Connection[Any], m
         conn.execute("UPDATE platform.service_dependencies SET depends_on_service_id = %s", (c,))
     conn.execute("DELETE FROM platform.service_dependencies WHERE service_id = %s", (a,))
     make.insert("service_dependencies", "service_id", service_id=a, depends_on_service_id=c)
+
+
+# ids and creation times are the database's ------------------------------------------------------------------
+def new_catalog_row(make: Make, table: str) -> dict[str, Any]:
+    n = make.n()
+    return {
+        "environments": lambda: {"name": f"new-{n}"},
+        "services": lambda: {"name": f"new-{n}", "owner_team_id": make.team()},
+        "service_dependencies": lambda: {"service_id": make.service(), "depends_on_service_id": make.service()},
+    }[table]()
+
+
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [
+        ("environments", "trg_environments_created_at"),
+        ("services", "trg_services_created_at"),
+        ("service_dependencies", "trg_service_dependencies_created_at"),
+    ],
+)
+def test_catalog_created_at_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """The catalog service cannot backdate a row: its stamps become now(); the owner's are kept."""
+    assert_created_at_trigger(conn, table, "platform_catalog", new_catalog_row(make, table), trigger)
+
+
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [("environments", "trg_environments_keys_immutable"), ("services", "trg_services_keys_immutable")],
+)
+def test_catalog_keys_immutable_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """A row's id never changes, even where no foreign key holds it."""
+    row_id = make.insert(table, **new_catalog_row(make, table))
+    assert_keys_trigger(conn, table, "id = %s", (row_id,), "id = gen_random_uuid()", trigger)

@@ -10,7 +10,15 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.factories import Make, delete_by_id, rejected, replica_mode, restrict_sqlstate, triggers_disabled
+from tests.factories import (
+    Make,
+    assert_created_at_trigger,
+    delete_by_id,
+    rejected,
+    replica_mode,
+    restrict_sqlstate,
+    triggers_disabled,
+)
 
 SECRET_REF = "vault://kv/payments/db#password"
 
@@ -404,3 +412,23 @@ def test_deployment_configurations_deployment_must_exist_and_stay(conn: psycopg.
         conn.execute("DELETE FROM platform.deployments WHERE id = %s", (deployment,))
     conn.execute("DELETE FROM platform.deployments WHERE id = %s", (idle,))
     assert make.count("deployments") == 1
+
+
+# creation times are the database's --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [
+        ("configurations", "trg_configurations_created_at"),
+        ("configuration_versions", "trg_configuration_versions_created_at"),
+    ],
+)
+def test_configuration_created_at_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """The configuration service cannot backdate a key or a version: its created_at becomes now(); the owner's
+    (the seed's replayed history) is kept."""
+    service = make.service()
+    values: dict[str, Any] = (
+        {"service_id": service, "key": "RETRIES"}
+        if table == "configurations"
+        else {"configuration_id": make.configuration(service), "kind": "plain", "value": Jsonb(3)}
+    )
+    assert_created_at_trigger(conn, table, "platform_configuration", values, trigger)

@@ -13,6 +13,8 @@ from tests.factories import (
     COMMIT_SHA,
     DIGEST,
     Make,
+    assert_created_at_trigger,
+    assert_keys_trigger,
     assert_updated_at_trigger,
     delete_by_id,
     rejected,
@@ -513,3 +515,29 @@ def test_deployment_status_transitions_change_only_by_migration(conn: psycopg.Co
     with rejected("23000", "trg_deployment_status_transitions_immutable"):
         conn.execute("UPDATE platform.deployment_status_transitions SET to_status = 'succeeded'")
     assert conn.execute("SELECT count(*) FROM platform.deployment_status_transitions").fetchone() == (7,)
+
+
+# ids and creation times are the database's ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [("releases", "trg_releases_created_at"), ("deployments", "trg_deployments_created_at")],
+)
+def test_delivery_created_at_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """The delivery service cannot backdate a release or a deployment: its stamps become now(); the owner's
+    (the seed's replayed history) are kept."""
+    service = make.service()
+    values: dict[str, Any] = {"service_id": service, "version": "2.0.0"}
+    if table == "releases":
+        values |= {"commit_sha": COMMIT_SHA, "artifact_digest": DIGEST}
+    else:
+        make.release(service, "2.0.0")
+        values["environment_id"] = make.environment()
+    assert_created_at_trigger(conn, table, "platform_delivery", values, trigger)
+
+
+def test_deployments_keys_immutable(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A deployment's id never changes, even when nothing references it."""
+    deployment = make.deployment(make.service(), make.environment())
+    assert_keys_trigger(
+        conn, "deployments", "id = %s", (deployment,), "id = gen_random_uuid()", "trg_deployments_keys_immutable"
+    )

@@ -9,7 +9,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import PASSWORD_HASH, Make, assert_updated_at_trigger, delete_by_id, rejected, restrict_sqlstate
+from tests.factories import (
+    PASSWORD_HASH,
+    Make,
+    assert_created_at_trigger,
+    assert_keys_trigger,
+    assert_updated_at_trigger,
+    delete_by_id,
+    rejected,
+    restrict_sqlstate,
+)
 
 
 def test_users_email_is_unique_case_insensitively(make: Make) -> None:
@@ -24,6 +33,34 @@ def test_users_email_format(make: Make, email: str) -> None:
     with rejected("23514", "ck_users_email_format"):
         make.user(email=email)
     make.user(email="first.last+tag@sub.example.org")
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "jos\u00e9@example.com",  # NFC
+        "jose\u0301@example.com",  # NFD: looks the same
+        "\u00c9LODIE@example.com",  # lower() does not fold it under LC_CTYPE=C
+        "kim@ex\u00e4mple.com",  # an internationalized domain not in punycode
+        "\uff41lice@example.com",  # FULLWIDTH LATIN SMALL LETTER A
+        "al\u200bice@example.com",  # ZERO WIDTH SPACE
+        "alice@example.com\u202e",  # RIGHT-TO-LEFT OVERRIDE
+        "\ufeffalice@example.com",  # BOM
+        "ali\x7fce@example.com",  # DEL
+        "ali\x01ce@example.com",  # a C0 control
+    ],
+)
+def test_users_email_printable_ascii(make: Make, email: str) -> None:
+    """Addresses are printable ASCII: look-alikes are the same characters, and lower() folds all of them on any
+    server, so uq_users_email_lower makes them one address."""
+    with rejected("23514", "ck_users_email_printable_ascii"):
+        make.user(email=email)
+    make.user(email="jose@example.com")
+    make.user(email="kim@xn--exmple-cua.com")  # the punycode form of ex\u00e4mple.com
+    make.user(email="o'brien+tag!#$%&*/=?^_`{|}~-@example.org")
+    with rejected("23505", "uq_users_email_lower"):
+        make.user(email="JOSE@EXAMPLE.COM")
+    assert make.count("users") == 3
 
 
 @pytest.mark.parametrize("password_hash", ["hunter2", "", "$argon2id$v=19$m=1,t=1,p=1$", "$md5$abc"])
@@ -49,6 +86,42 @@ def test_users_display_name_length_and_trimmed(make: Make, display_name: str) ->
     make.user(display_name="x" * 200)
     make.user(display_name="A")
     assert make.count("users") == 2
+
+
+INVISIBLE_OR_CONTROL = [
+    "Ali\u200bce",  # ZERO WIDTH SPACE
+    "Ali\u200cce",  # ZERO WIDTH NON-JOINER
+    "Ali\u00adce",  # SOFT HYPHEN
+    "Ali\ufeffce",  # BOM
+    "Ali\u2060ce",  # WORD JOINER
+    "Ali\u200ece",  # LEFT-TO-RIGHT MARK
+    "Ali\u061cce",  # ARABIC LETTER MARK
+    "Bob \u202eevil",  # RIGHT-TO-LEFT OVERRIDE
+    "Bob \u2066evil\u2069",  # an isolate pair
+    "Mallory\nAdmin",
+    "Mallory\tAdmin",
+    "Eve\x1b[31mred",
+    "Del\x7fete",
+    "Next\x85Line",
+    "Tag\U000e0041",  # TAG LATIN CAPITAL LETTER A: invisible text
+]
+VISIBLE = [
+    "Jos\u00e9 \u00d1\u00fa\u00f1ez",
+    "\u674e\u5c0f\u9f99",
+    "O'Brien-Smith",
+    "Family \U0001f468\u200d\U0001f469\u200d\U0001f467",
+]
+
+
+@pytest.mark.parametrize("display_name", INVISIBLE_OR_CONTROL)
+def test_users_display_name_visible(make: Make, display_name: str) -> None:
+    """A display name is what people see: no control character and no invisible format character anywhere in it
+    (the zero width joiner of emoji sequences excepted)."""
+    with rejected("23514", "ck_users_display_name_visible"):
+        make.user(display_name=display_name)
+    for name in VISIBLE:
+        make.user(display_name=name)
+    assert make.count("users") == len(VISIBLE)
 
 
 def test_users_deactivated_after_created(conn: psycopg.Connection[Any], make: Make) -> None:
@@ -128,6 +201,15 @@ def test_teams_name_is_unique(make: Make) -> None:
         make.team(name="payments")
     make.team(name="payments-core")
     assert make.count("teams") == 2
+
+
+@pytest.mark.parametrize("display_name", INVISIBLE_OR_CONTROL)
+def test_teams_display_name_visible(make: Make, display_name: str) -> None:
+    with rejected("23514", "ck_teams_display_name_visible"):
+        make.team(display_name=display_name)
+    for name in VISIBLE:
+        make.team(display_name=name)
+    assert make.count("teams") == len(VISIBLE)
 
 
 @pytest.mark.parametrize("display_name", ["", "x" * 201])
@@ -396,3 +478,59 @@ def test_role_grants_on_delete(
         with rejected(restrict_sqlstate(conn), constraint):
             delete_by_id(conn, table, referenced)
         assert {r[0] for r in conn.execute("SELECT id FROM platform.role_grants")} == {grant, other}
+
+
+# ids and creation times are the database's ------------------------------------------------------------------
+def new_identity_row(make: Make, table: str) -> dict[str, Any]:
+    """Values of a valid new row of an identity table (its dependencies made)."""
+    n = make.n()
+    return {
+        "users": lambda: {"email": f"new{n}@example.com", "display_name": "New", "password_hash": PASSWORD_HASH},
+        "teams": lambda: {"name": f"new-{n}", "display_name": "New"},
+        "team_memberships": lambda: {"team_id": make.team(), "user_id": make.user()},
+        "roles": lambda: {"name": f"new-{n}"},
+        "permissions": lambda: {"name": "thing:create"},
+        "role_permissions": lambda: {"role_id": make.role(), "permission_id": make.permission()},
+        "role_grants": lambda: {"user_id": make.user(), "role_id": make.role()},
+    }[table]()
+
+
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [
+        ("users", "trg_users_created_at"),
+        ("teams", "trg_teams_created_at"),
+        ("team_memberships", "trg_team_memberships_created_at"),
+        ("roles", "trg_roles_created_at"),
+        ("permissions", "trg_permissions_created_at"),
+        ("role_permissions", "trg_role_permissions_created_at"),
+        ("role_grants", "trg_role_grants_created_at"),
+    ],
+)
+def test_identity_created_at_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """The identity service cannot backdate a row: its stamps become now(); the owner's are kept."""
+    assert_created_at_trigger(conn, table, "platform_identity", new_identity_row(make, table), trigger)
+
+
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [
+        ("users", "trg_users_keys_immutable"),
+        ("teams", "trg_teams_keys_immutable"),
+        ("team_memberships", "trg_team_memberships_keys_immutable"),
+        ("roles", "trg_roles_keys_immutable"),
+        ("permissions", "trg_permissions_keys_immutable"),
+        ("role_grants", "trg_role_grants_keys_immutable"),
+    ],
+)
+def test_identity_keys_immutable_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """A row's id (a membership's team and user) never changes, even where no foreign key holds it."""
+    values = new_identity_row(make, table)
+    if table == "team_memberships":
+        make.insert(table, "team_id", **values)
+        where, params = "team_id = %s AND user_id = %s", (values["team_id"], values["user_id"])
+        for change in ("user_id = gen_random_uuid()", "team_id = gen_random_uuid()"):
+            assert_keys_trigger(conn, table, where, params, change, trigger)
+        return
+    row_id = make.insert(table, **values)
+    assert_keys_trigger(conn, table, "id = %s", (row_id,), "id = gen_random_uuid()", trigger)

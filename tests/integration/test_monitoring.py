@@ -9,7 +9,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.factories import Make, assert_updated_at_trigger, rejected, restrict_sqlstate
+from tests.factories import (
+    Make,
+    assert_created_at_trigger,
+    assert_keys_trigger,
+    assert_updated_at_trigger,
+    rejected,
+    restrict_sqlstate,
+)
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
 
@@ -266,3 +273,38 @@ def test_ensure_partitions_refuses_an_unbounded_range(conn: psycopg.Connection[A
     for start in ("-infinity", "2000-01-01"):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 1000 days"):
             conn.execute(ensure, (start,))
+
+
+# ids and creation times are the database's ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "trigger"),
+    [("metrics", "trg_metrics_created_at"), ("metric_series", "trg_metric_series_created_at")],
+)
+def test_monitoring_created_at_triggers(conn: psycopg.Connection[Any], make: Make, table: str, trigger: str) -> None:
+    """The metrics writer cannot backdate a definition or a series: its stamps become now(); the owner's are
+    kept."""
+    values: dict[str, Any] = (
+        {"name": "new_total", "unit": "requests", "kind": "counter"}
+        if table == "metrics"
+        else {"metric_id": make.metric(), "service_id": make.service(), "environment_id": make.environment()}
+    )
+    assert_created_at_trigger(conn, table, "platform_metrics_writer", values, trigger)
+
+
+def test_metrics_keys_immutable(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A metric's id never changes (an always-identity column still takes SET id = DEFAULT)."""
+    metric = make.metric()
+    assert_keys_trigger(
+        conn, "metrics", "id = %s", (metric,), "id = DEFAULT", "trg_metrics_keys_immutable", keep="name = name"
+    )
+
+
+def test_metric_samples_keys_immutable(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A sample stays the observation of its series at its time: neither moves; its value may be corrected."""
+    series = make.series()
+    make.insert("metric_samples", "series_id", series_id=series, sampled_at=dt.datetime.now(dt.UTC), value=1.0)
+    for change in ("sampled_at = sampled_at - interval '1 second'", f"series_id = {make.series()}"):
+        assert_keys_trigger(
+            conn, "metric_samples", "series_id = %s", (series,), change, "trg_metric_samples_keys_immutable"
+        )
+    conn.execute("UPDATE platform.metric_samples SET value = 2 WHERE series_id = %s", (series,))

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy.engine import URL
 
 from platformdb import migrate
@@ -50,6 +51,10 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0015": {"metric_samples_quarantine"},
     "0016": set(),
     "0017": set(),
+    "0018": set(),
+    "0019": set(),
+    "0020": set(),
+    "0021": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
@@ -346,3 +351,37 @@ def test_offline_sql_builds_and_removes_the_same_schema(server: Server, empty_db
     psql_file(server, empty_db, migrate.offline_sql("head", "base"))
     assert migrate.current(empty_db) is None
     assert leftovers(empty_db) == []
+
+
+# --- revision 0020 under an owner that is not a superuser ------------------------------------------------
+
+
+@pytest.mark.parametrize("owns_database", [True, False], ids=["database-owner", "no-database-owner"])
+def test_revision_0020_privileges_step_without_a_superuser(server: Server, empty_db: URL, owns_database: bool) -> None:
+    """Revision 0020's TEMPORARY and large-object step, run by a role that is no superuser: what it may revoke
+    it revokes (TEMPORARY, when it owns the database); the rest stays and a NOTICE gives the statement a DBA
+    runs. The migration does not fail either way."""
+    module = migrate.script_directory().get_revision("0020").module
+    role = f"owner_{empty_db.database}"
+    database = sql.Identifier(str(empty_db.database))
+    with server.admin() as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        if owns_database:
+            admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, sql.Identifier(role)))
+    try:
+        notices: list[str] = []
+        with psycopg.connect(libpq_dsn(empty_db.set(username=role, password=None)), autocommit=True) as c:
+            c.add_notice_handler(lambda d: notices.append(f"{d.message_primary} HINT: {d.message_hint}"))
+            c.execute(module.NO_TEMP_NO_LARGE_OBJECTS)
+            row = c.execute(
+                "SELECT has_database_privilege('public', current_database(), 'TEMPORARY'),"
+                " has_function_privilege('public', 'pg_catalog.lo_create(oid)', 'EXECUTE')"
+            ).fetchone()
+        assert row == (not owns_database, True)
+        assert any("large-object" in n and "REVOKE EXECUTE ON FUNCTION pg_catalog.lo_create(oid)" in n for n in notices)
+        assert any("keeps TEMPORARY" in n for n in notices) is not owns_database, notices
+    finally:
+        with server.admin() as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(database))
+            admin.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO PUBLIC").format(database))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

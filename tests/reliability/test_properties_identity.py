@@ -10,6 +10,7 @@ what each generated value should do. Whitespace means Unicode's White_Space prop
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 import psycopg
@@ -48,7 +49,7 @@ def insert_user(conn: psycopg.Connection[Any], **values: Any) -> Outcome:
 
 
 # --- users.email ------------------------------------------------------------------------------------------
-def email_ok(email: str) -> bool:
+def email_format_ok(email: str) -> bool:
     """ck_users_email_format: one @, something without whitespace before it, a dotted domain after it; at
     most 254 characters (RFC 5321's path limit)."""
     local, at, domain = email.partition("@")
@@ -61,7 +62,24 @@ def email_ok(email: str) -> bool:
     )
 
 
-EMAIL_CHAR = st.characters(exclude_characters="@\x00" + WHITESPACE, exclude_categories=("Cs",))
+def email_rule(email: str) -> str | None:
+    """The rule that refuses ``email``, None when it is valid. Besides its format an address is printable ASCII
+    (ck_users_email_printable_ascii: '!' to '~', so no space, control or non-ASCII character: a domain goes in
+    as punycode). PostgreSQL checks a table's CHECKs in name order, so a format error is the one reported."""
+    if not email_format_ok(email):
+        return "ck_users_email_format"
+    if not all("!" <= c <= "~" for c in email):
+        return "ck_users_email_printable_ascii"
+    return None
+
+
+EMAIL_CHAR = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="@")
+NOT_PRINTABLE_ASCII = st.one_of(
+    st.characters(min_codepoint=0x80, exclude_categories=("Cs",)),  # look-alikes, accents, invisibles
+    st.characters(max_codepoint=0x1F, exclude_characters="\x00"),
+    st.just("\x7f"),
+    st.sampled_from(["\u0301", "\u200b", "\u200e", "\u202e", "\u2066", "\ufeff", "\u00ad", "\uff41"]),
+)
 VALID_EMAILS = st.one_of(
     st.emails(),
     st.builds(
@@ -81,24 +99,30 @@ EMAIL_MUTATIONS: list[Mutation] = [
     lambda d, s: s.partition("@")[0] + "@" + s.partition("@")[2].replace(".", "") + ".",
     lambda d, s: "x" * max(0, 255 - len(s)) + s,
     lambda d, s: s + "\n",
+    lambda d, s: insert_at(d, s, d(NOT_PRINTABLE_ASCII)),
+    lambda d, s: unicodedata.normalize("NFD", s.replace("e", "\u00e9", 1)),
 ]
 
 
 def test_users_email_format(conn: psycopg.Connection[Any], reliability: Record) -> None:
-    """Valid addresses are stored (and a case-swapped twin is a duplicate); invalid ones are refused."""
+    """Valid addresses are stored (and a case-swapped twin is a duplicate); invalid ones are refused by the rule
+    the oracle names."""
     log = PropertyLog(reliability)
 
     @prop_settings(150)
     @given(email=valid_or_not(VALID_EMAILS, EMAIL_MUTATIONS))
     @example(email="alice\u00a0smith@example.com")  # NO-BREAK SPACE is whitespace too
     @example(email="bob@example.com\u202f")  # NARROW NO-BREAK SPACE
+    @example(email="jos\u00e9@example.com")  # not ASCII: its NFD twin and its upper case would not collide
+    @example(email="al\u200bice@example.com")  # ZERO WIDTH SPACE
     def run(email: str) -> None:
-        valid = email_ok(email)
+        rule = email_rule(email)
+        valid = rule is None
         log.case("valid" if valid else "invalid")
         with example_scope(conn):
             before = counts(conn, "users", "audit_logs")
             got = insert_user(conn, email=email)
-            log.expect(email, ACCEPTED if valid else Outcome("23514", "ck_users_email_format"), got)
+            log.expect(email, ACCEPTED if rule is None else Outcome("23514", rule), got)
             log.expect_counts(
                 email, before, counts(conn, *before), {"users": 1, "audit_logs": 1} if got.accepted else {}
             )
@@ -182,13 +206,40 @@ def test_users_password_hash_format(conn: psycopg.Connection[Any], reliability: 
 
 
 # --- display names ------------------------------------------------------------------------------------------
-def display_name_ok(name: str) -> bool:
-    """ck_<table>_display_name_length: 1 to 200 characters, no whitespace at either end."""
-    return 1 <= len(name) <= 200 and name[0] not in WHITESPACE and name[-1] not in WHITESPACE
+INVISIBLE = frozenset(
+    chr(c)
+    for c in (
+        *range(0x01, 0x20),  # C0 controls
+        *range(0x7F, 0xA0),  # DEL and C1 controls
+        0xAD,  # SOFT HYPHEN
+        0x61C,  # ARABIC LETTER MARK
+        0x180E,  # MONGOLIAN VOWEL SEPARATOR
+        0x200B, 0x200C, 0x200E, 0x200F,  # zero width space and non-joiner, LRM, RLM (not U+200D ZWJ)
+        *range(0x2028, 0x202F),  # line and paragraph separators, bidi embeddings and overrides
+        *range(0x2060, 0x2070),  # word joiner, invisible operators, bidi isolates, deprecated format controls
+        0xFEFF,  # BOM
+        *range(0xFFF9, 0xFFFC),  # interlinear annotation
+        *range(0xE0000, 0xE0080),  # tags
+    )
+)  # fmt: skip
+"""What ck_<table>_display_name_visible refuses anywhere in a display name, from the rule's specification."""
+
+
+def display_name_rule(name: str, table: str) -> str | None:
+    """The rule that refuses ``name``, None when it is valid: ck_<table>_display_name_length (1 to 200
+    characters, no whitespace at either end), then (CHECKs are checked in name order)
+    ck_<table>_display_name_visible (no control or invisible character anywhere)."""
+    if not (1 <= len(name) <= 200 and name[0] not in WHITESPACE and name[-1] not in WHITESPACE):
+        return f"ck_{table}_display_name_length"
+    if any(c in INVISIBLE for c in name):
+        return f"ck_{table}_display_name_visible"
+    return None
 
 
 VALID_DISPLAY_NAMES = st.one_of(
-    st.text(TEXT_CHAR, min_size=1, max_size=200).map(lambda s: s.strip(WHITESPACE)),
+    st.text(TEXT_CHAR, min_size=1, max_size=200).map(
+        lambda s: "".join(c for c in s if c not in INVISIBLE).strip(WHITESPACE)
+    ),
     st.integers(195, 205).map(lambda n: "N" * n),
 )
 DISPLAY_NAME_MUTATIONS: list[Mutation] = [
@@ -196,6 +247,7 @@ DISPLAY_NAME_MUTATIONS: list[Mutation] = [
     lambda d, s: s + d(st.sampled_from(WHITESPACE)),
     lambda d, s: "",
     lambda d, s: s + "x" * max(0, 201 - len(s)),
+    lambda d, s: insert_at(d, s, d(st.sampled_from(sorted(INVISIBLE)))),
 ]
 
 
@@ -208,8 +260,12 @@ def test_display_name_length_and_trimmed(conn: psycopg.Connection[Any], reliabil
     @example(name="\u00a0Alice")  # NO-BREAK SPACE: looks exactly like "Alice" in an audit trail
     @example(name="Bob\u2007")  # FIGURE SPACE
     @example(name="\u0085Carol")  # NEXT LINE
+    @example(name="Ali\u200bce")  # ZERO WIDTH SPACE
+    @example(name="Bob \u202eevil")  # RIGHT-TO-LEFT OVERRIDE
+    @example(name="Family \U0001f468\u200d\U0001f469")  # ZWJ stays: emoji sequences use it
     def run(name: str) -> None:
-        valid = display_name_ok(name)
+        rule = display_name_rule(name, table)
+        valid = rule is None
         log.case("valid" if valid else "invalid")
         with example_scope(conn):
             before = counts(conn, table, "audit_logs")
@@ -217,7 +273,7 @@ def test_display_name_length_and_trimmed(conn: psycopg.Connection[Any], reliabil
                 got = insert_user(conn, display_name=name)
             else:
                 got, _ = attempt(conn, insert_sql("teams", {"name": "a-team", "display_name": name}), ("a-team", name))
-            expected = ACCEPTED if valid else Outcome("23514", f"ck_{table}_display_name_length")
+            expected = ACCEPTED if rule is None else Outcome("23514", rule)
             log.expect(name, expected, got)
             log.expect_counts(name, before, counts(conn, *before), {table: 1, "audit_logs": 1} if got.accepted else {})
 

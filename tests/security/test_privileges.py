@@ -211,6 +211,42 @@ def test_nothing_is_granted_to_public(conn: psycopg.Connection[Any]) -> None:
     assert public == []
 
 
+LARGE_OBJECT_CREATORS = (
+    "lo_create(oid)",
+    "lo_creat(integer)",
+    "lo_from_bytea(oid, bytea)",
+    "lo_import(text)",
+    "lo_import(text, oid)",
+)
+
+
+@pytest.mark.parametrize("role", sorted(GRANTED))
+def test_no_role_writes_temporary_tables_or_large_objects(
+    conn: psycopg.Connection[Any], role: str, reliability: Record
+) -> None:
+    """Outside the tables of the matrix a service writes nothing that lasts: PUBLIC's TEMPORARY on the database
+    and its EXECUTE on the functions that create large objects are revoked (revision 0020; the migrations run
+    as a superuser here), and no group gets them back."""
+    row = conn.execute(
+        "SELECT has_database_privilege(%s, current_database(), 'TEMPORARY'),"
+        " has_database_privilege('public', current_database(), 'TEMPORARY')",
+        (role,),
+    ).fetchone()
+    assert row == (False, False)
+    executable = [
+        f
+        for f in LARGE_OBJECT_CREATORS
+        if conn.execute("SELECT has_function_privilege(%s, %s, 'EXECUTE')", (role, f"pg_catalog.{f}")).fetchone()
+        != (False,)
+    ]
+    assert executable == []
+    for statement in ("CREATE TEMP TABLE scratch (x int)", "SELECT lo_create(0)", "SELECT lo_from_bytea(0, '')"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), acting_as(conn, role):
+            conn.execute(statement)
+    reliability.cases = 3
+    reliability.add("temporary table and large objects refused with 42501", 3)
+
+
 def test_no_group_role_owns_anything(conn: psycopg.Connection[Any]) -> None:
     owned = conn.execute(
         """SELECT c.relname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner

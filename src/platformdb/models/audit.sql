@@ -199,3 +199,9 @@ ALTER TABLE platform.audit_logs_default SET (autovacuum_vacuum_insert_threshold 
   autovacuum_vacuum_insert_scale_factor = 0, autovacuum_analyze_scale_factor = 0.05);
 COMMENT ON TABLE platform.audit_logs_default IS 'Catch-all partition: holds rows whose month has no partition yet, so an audited write never fails for want of one.';
 SELECT platform.ensure_partitions('platform.audit_logs', 'month', now(), now() + interval '2 months');
+
+-- The chain's lanes are fixed (revision 0020): an UPDATE may move a lane's head, never its number or creation
+-- time (no trg_audit_chain_updated_at guards created_at here, so this trigger does).
+CREATE TRIGGER trg_audit_chain_keys_immutable BEFORE UPDATE ON platform.audit_chain
+  FOR EACH ROW WHEN ((OLD.lane, OLD.created_at) IS DISTINCT FROM (NEW.lane, NEW.created_at))
+  EXECUTE FUNCTION platform.forbid_column_change('lane', 'created_at');

@@ -253,3 +253,20 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION platform.forbid_column_change() IS 'BEFORE UPDATE row trigger: raises SQLSTATE 23000 naming the trigger when one of the columns given as arguments changes.';
+
+-- A row's creation time is the database's: on INSERT, a created_at (and updated_at) other than now() is replaced
+-- by now(), unless the writer holds the table owner's privileges (migrations, restores, the seed's history),
+-- which may backdate. The triggers call this only when a stamp differs from now() (their WHEN clause), so an
+-- insert that leaves the defaults alone costs no function call. Keys that JSON names but the row lacks are
+-- ignored by jsonb_populate_record, so one function serves tables with and without updated_at.
+CREATE FUNCTION platform.set_created_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'USAGE')
+  THEN
+    NEW := jsonb_populate_record(NEW, jsonb_build_object('created_at', now(), 'updated_at', now()));
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.set_created_at() IS 'BEFORE INSERT row trigger (trg_<table>_created_at): a created_at or updated_at other than now() becomes now(), unless the writer holds the table owner''s privileges.';

@@ -74,3 +74,12 @@ CREATE TRIGGER trg_deployments_capture_configuration AFTER INSERT ON platform.de
 CREATE TRIGGER trg_deployment_configurations_append_only
   BEFORE UPDATE OR DELETE ON platform.deployment_configurations
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('what was in force at a deployment is history');
+
+-- Creation times are the database's (revision 0020): an INSERT by anyone but the table's owner gets now() for
+-- created_at (trg_<table>_created_at). Keys and versions are never updated, so their keys need no guard.
+CREATE TRIGGER trg_configurations_created_at BEFORE INSERT ON platform.configurations
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_configuration_versions_created_at BEFORE INSERT ON platform.configuration_versions
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();

@@ -77,3 +77,17 @@ CREATE TRIGGER trg_deployments_audit AFTER INSERT OR UPDATE OR DELETE ON platfor
 CREATE TRIGGER trg_deployment_status_history_append_only
   BEFORE UPDATE OR DELETE ON platform.deployment_status_history
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('deployment_status_history is append-only');
+
+-- Ids and creation times are the database's (revision 0020): an INSERT by anyone but the table's owner gets
+-- now() for created_at/updated_at (trg_<table>_created_at, on the tables a service inserts into); an UPDATE
+-- of the primary key is refused (trg_<table>_keys_immutable, on the tables whose rows may be updated;
+-- trg_<table>_updated_at already refuses one of created_at).
+CREATE TRIGGER trg_releases_created_at BEFORE INSERT ON platform.releases
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_deployments_created_at BEFORE INSERT ON platform.deployments
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_deployments_keys_immutable BEFORE UPDATE ON platform.deployments
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');

@@ -36,3 +36,47 @@ CREATE TRIGGER trg_role_grants_updated_at BEFORE UPDATE ON platform.role_grants
   FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
 CREATE TRIGGER trg_role_grants_audit AFTER INSERT OR UPDATE OR DELETE ON platform.role_grants
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
+
+-- Ids and creation times are the database's (revision 0020): an INSERT by anyone but the table's owner gets
+-- now() for created_at/updated_at (trg_<table>_created_at, on the tables a service inserts into); an UPDATE
+-- of the primary key is refused (trg_<table>_keys_immutable, on the tables whose rows may be updated;
+-- trg_<table>_updated_at already refuses one of created_at).
+CREATE TRIGGER trg_users_created_at BEFORE INSERT ON platform.users
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_teams_created_at BEFORE INSERT ON platform.teams
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_team_memberships_created_at BEFORE INSERT ON platform.team_memberships
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_roles_created_at BEFORE INSERT ON platform.roles
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_permissions_created_at BEFORE INSERT ON platform.permissions
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_role_permissions_created_at BEFORE INSERT ON platform.role_permissions
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_role_grants_created_at BEFORE INSERT ON platform.role_grants
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_users_keys_immutable BEFORE UPDATE ON platform.users
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');
+CREATE TRIGGER trg_teams_keys_immutable BEFORE UPDATE ON platform.teams
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');
+CREATE TRIGGER trg_team_memberships_keys_immutable BEFORE UPDATE ON platform.team_memberships
+  FOR EACH ROW WHEN ((OLD.team_id, OLD.user_id) IS DISTINCT FROM (NEW.team_id, NEW.user_id))
+  EXECUTE FUNCTION platform.forbid_column_change('team_id', 'user_id');
+CREATE TRIGGER trg_roles_keys_immutable BEFORE UPDATE ON platform.roles
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');
+CREATE TRIGGER trg_permissions_keys_immutable BEFORE UPDATE ON platform.permissions
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');
+CREATE TRIGGER trg_role_grants_keys_immutable BEFORE UPDATE ON platform.role_grants
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');

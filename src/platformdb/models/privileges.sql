@@ -81,3 +81,32 @@ GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON
 -- The audit chain's head: auditors (and read-only) may read it, to anchor it outside the database.
 GRANT SELECT ON platform.audit_chain TO platform_audit_reader, platform_readonly;
 GRANT EXECUTE ON FUNCTION platform.audit_row_hash(platform.audit_logs) TO platform_audit_reader;
+
+-- Nothing a login writes outlives its work but rows in the tables above (revision 0020): no temporary tables
+-- (PUBLIC's TEMPORARY on the database is revoked; none of the groups needs one) and no large objects (the
+-- functions that create one are EXECUTEable by PUBLIC in pg_catalog). Both are per database: a database made
+-- by CREATE DATABASE ... TEMPLATE does not inherit the database-level revoke (run this block there again).
+-- The large-object functions belong to the bootstrap superuser: an owner that is not a superuser cannot
+-- revoke them and is told, with the statement a DBA runs instead.
+DO $$
+DECLARE
+  v_lo text := 'pg_catalog.lo_create(oid), pg_catalog.lo_creat(integer), pg_catalog.lo_from_bytea(oid, bytea), '
+                'pg_catalog.lo_import(text), pg_catalog.lo_import(text, oid)';
+BEGIN
+  IF pg_has_role(current_user, (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()), 'USAGE')
+  THEN
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+  ELSE
+    RAISE NOTICE 'platformdb: % does not own database %, so PUBLIC keeps TEMPORARY on it', current_user,
+      current_database() USING HINT = format('a DBA runs: REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC;',
+      current_database());
+  END IF;
+  IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+    EXECUTE 'REVOKE EXECUTE ON FUNCTION ' || v_lo || ' FROM PUBLIC';
+  ELSE
+    RAISE NOTICE 'platformdb: % is not a superuser, so PUBLIC keeps EXECUTE on the large-object functions',
+      current_user USING HINT = format('a superuser runs in database %I: REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;',
+      current_database(), v_lo);
+  END IF;
+END
+$$;
