@@ -49,6 +49,8 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0014": set(),
     "0015": {"metric_samples_quarantine"},
     "0016": set(),
+    "0018": set(),
+    "0019": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
