@@ -3,13 +3,17 @@ what was in force at each deployment."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from sqlalchemy.engine import URL
 
+from platformdb.db import libpq_dsn
 from tests.factories import (
     Make,
     assert_created_at_trigger,
@@ -162,19 +166,120 @@ def test_configuration_versions_kind_allowed(make: Make, kind: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "secret_ref", ["kv/payments/db", "vault:kv/payments", "vault://", "Vault://kv/x", "1vault://kv/x", "vault://kv/a b"]
+    "secret_ref",
+    [
+        "kv/payments/db",
+        "vault:kv/payments",
+        "vault://",
+        "Vault://kv/x",
+        "1vault://kv/x",
+        "vault://kv/a b",
+        # no credential: no userinfo, no query string
+        "vault://admin:pw@vault.internal/kv/payments#password",
+        "vault://s.hvsTOKEN@vault.internal/kv/payments",
+        "vault://kv/payments/db?token=s.hvsTOKEN#password",
+        "vault://kv/payments/db?#password",
+        "vault://kv/payments/db#pass@word",
+        # only the allow-listed secret managers
+        "postgresql://admin:pw@host/db",
+        "https://secrets.example.com/v1/db",
+        "file:///etc/shadow",
+        "aws+sm://eu-west-1/payments/db",
+        # one non-empty fragment
+        "vault://kv/payments/db#",
+        "vault://kv/payments/db#a#b",
+    ],
 )
 def test_configuration_versions_secret_ref_format(make: Make, secret_ref: str) -> None:
+    """A reference points into an allow-listed secret manager and carries no credential (no user:password@,
+    no ?query); printable ASCII, at most 1024 characters."""
     configuration = make.configuration(make.service())
     with rejected("23514", "ck_configuration_versions_secret_ref_format"):
         make.config_version(configuration, kind="secret", secret_ref=secret_ref)
     with rejected("23514", "ck_configuration_versions_secret_ref_format"):
         make.config_version(configuration, kind="secret", secret_ref="vault://" + "k" * 1017)
     assert make.count("configuration_versions") == 0
-    make.config_version(configuration, kind="secret", secret_ref=SECRET_REF)
-    make.config_version(configuration, kind="secret", secret_ref="aws+sm://eu-west-1/payments/db?version=3")
-    make.config_version(configuration, kind="secret", secret_ref="vault://" + "k" * 1016)
-    assert make.count("configuration_versions") == 3
+    valid = [
+        SECRET_REF,
+        "aws-sm://eu-west-1/payments/db#password",
+        "aws-sm://arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db",
+        "gcp-sm://projects/p/secrets/db/versions/3",
+        "azure-kv://payments-vault/db-password",
+        "k8s://payments/db-credentials#password",
+        "vault://" + "k" * 1016,
+    ]
+    for ref in valid:
+        make.config_version(configuration, kind="secret", secret_ref=ref)
+    assert make.count("configuration_versions") == len(valid)
+
+
+def test_configuration_versions_value_size(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A value is at most 64 KiB as JSON text, whatever its shape."""
+    configuration = make.configuration(make.service())
+    for too_big in ("x" * 65535, ["y" * 1000] * 66, {f"k{i}": "z" * 1000 for i in range(66)}):
+        with rejected("23514", "ck_configuration_versions_value_size"):
+            make.config_version(configuration, too_big)
+    assert make.count("configuration_versions") == 0
+    make.config_version(configuration, "x" * 65534)  # 65536 bytes with its quotes
+    make.config_version(configuration, {"hosts": [f"db-{i}.internal:5432" for i in range(20)]})
+    assert versions(conn, configuration) == [1, 2]
+
+
+def test_configurations_keys_per_service(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A service has at most 1000 keys, defaults and environment overrides together; a deleted key frees its
+    place; other services are not affected."""
+    service, other = make.service(), make.service()
+    keys = "INSERT INTO platform.configurations (service_id, key) SELECT %s, 'KEY_' || g FROM generate_series(1, %s) g"
+    conn.execute(keys, (service, 999))
+    make.configuration(service, "OVERRIDE", environment_id=make.environment())  # the 1000th
+    with rejected("23514", "trg_configurations_keys_per_service"):
+        make.configuration(service, "ONE_TOO_MANY")
+    with rejected("23514", "trg_configurations_keys_per_service"):
+        make.configuration(service, "OVERRIDE", environment_id=make.environment())
+    assert make.count("configurations") == 1000
+    conn.execute("DELETE FROM platform.configurations WHERE service_id = %s AND key = 'KEY_1'", (service,))
+    make.configuration(service, "ONE_MORE")
+    conn.execute(keys, (other, 10))
+    assert make.count("configurations") == 1010
+
+
+def test_configurations_keys_per_service_hold_under_concurrent_writers(db: URL, make: Make) -> None:
+    """Two transactions adding a service's last free key at once: the second waits on the service's row lock,
+    then counts the first's key and is refused."""
+    service = make.service()
+    make.conn.execute(
+        "INSERT INTO platform.configurations (service_id, key) SELECT %s, 'KEY_' || g FROM generate_series(1, 999) g",
+        (service,),
+    )
+    first, second = psycopg.connect(libpq_dsn(db)), psycopg.connect(libpq_dsn(db), autocommit=True)
+    try:
+        insert = "INSERT INTO platform.configurations (service_id, key) VALUES (%s, %s)"
+        first.execute(insert, (service, "FIRST"))
+        outcome: dict[str, BaseException | None] = {}
+
+        def add_second() -> None:
+            try:
+                second.execute(insert, (service, "SECOND"))
+                outcome["err"] = None
+            except psycopg.Error as exc:
+                outcome["err"] = exc
+
+        thread = threading.Thread(target=add_second)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and make.conn.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (second.info.backend_pid,)
+        ).fetchone() != ("Lock",):
+            time.sleep(0.02)
+        first.commit()
+        thread.join(timeout=30)
+        err = outcome["err"]
+        assert isinstance(err, psycopg.Error)
+        assert (err.sqlstate, err.diag.constraint_name) == ("23514", "trg_configurations_keys_per_service")
+    finally:
+        first.close()
+        second.close()
+    assert make.count("configurations") == 1000
 
 
 # configuration_versions: numbering and immutability -------------------------------------------------------
@@ -202,6 +307,51 @@ def test_configuration_versions_expected_version_must_be_the_next(conn: psycopg.
     assert make.config_version(configuration, 20, version=2) == 2
     assert make.config_version(configuration, 30) == 3
     assert versions(conn, configuration) == [1, 2, 3]
+
+
+def test_configuration_versions_numbering_reads_by_key(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_configuration_versions_number finds the last version through the primary key's index, newest first: no
+    sequential scan of configuration_versions, however many versions the table holds (the counts are this
+    transaction's, from pg_stat_xact_user_tables)."""
+    configuration = make.configuration(make.service())
+    conn.execute(
+        "INSERT INTO platform.configuration_versions (configuration_id, kind, value)"
+        " SELECT %s, 'plain', to_jsonb(g) FROM generate_series(1, 200) g",
+        (configuration,),
+    )
+    conn.execute("ANALYZE platform.configuration_versions")
+    with conn.transaction():
+        for value in range(5):
+            make.config_version(configuration, value)
+        scans = conn.execute(
+            "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+            " WHERE relid = 'platform.configuration_versions'::regclass"
+        ).fetchone()
+    assert scans is not None
+    assert scans[0] == 0, scans
+    assert scans[1] >= 5, scans
+    assert versions(conn, configuration)[-1] == 205
+
+
+def test_configuration_versions_numbering_race_under_repeatable_read(db: URL, make: Make) -> None:
+    """Two REPEATABLE READ writers of one key: the one whose snapshot cannot see the other's committed version
+    gets 40001 (serialization_failure: retry), not a duplicate number; its retry numbers after it."""
+    configuration = make.configuration(make.service())
+    make.config_version(configuration, 1)
+    insert = "INSERT INTO platform.configuration_versions (configuration_id, kind, value) VALUES (%s, 'plain', %s)"
+    with psycopg.connect(libpq_dsn(db)) as winner, psycopg.connect(libpq_dsn(db)) as loser:
+        for c in (winner, loser):
+            c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            c.execute("SELECT count(*) FROM platform.configuration_versions")  # takes the snapshot
+        winner.execute(insert, (configuration, Jsonb(2)))
+        winner.commit()
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            loser.execute(insert, (configuration, Jsonb(3)))
+        loser.rollback()
+        loser.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        loser.execute(insert, (configuration, Jsonb(3)))
+        loser.commit()
+    assert versions(make.conn, configuration) == [1, 2, 3]
 
 
 def test_configuration_versions_version_positive(conn: psycopg.Connection[Any], make: Make) -> None:

@@ -244,9 +244,18 @@ def test_deployments_at_most_one_active_per_service_and_environment(make: Make) 
     assert make.count("deployments") == 4
 
 
+def clock(conn: psycopg.Connection[Any], offset: str = "0 seconds") -> dt.datetime:
+    """The database clock (clock_timestamp()) plus ``offset``."""
+    row = conn.execute("SELECT clock_timestamp() + %s::interval", (offset,)).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
 def test_deployments_deployed_after_started(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A finish no earlier than the start, for a writer-given stamp (within the skew trg_deployments_timestamps
+    tolerates) and for the automatic one."""
     deployment = make.deployment(make.service(), make.environment())
-    started = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    started = clock(conn, "4 seconds")  # a clock a little ahead: still within the 5 s tolerated
     conn.execute(
         "UPDATE platform.deployments SET status = 'in_progress', started_at = %s WHERE id = %s", (started, deployment)
     )
@@ -262,37 +271,118 @@ def test_deployments_deployed_after_started(conn: psycopg.Connection[Any], make:
 
 @pytest.mark.parametrize("finished", ["succeeded", "failed"])
 def test_deployments_started_at_when_started(conn: psycopg.Connection[Any], make: Make, finished: str) -> None:
-    """A deployment that ran has a start time; only one cancelled (or still pending) may lack it."""
+    """A deployment that ran has a start time; only one cancelled while pending (or still pending) lacks it.
+    trg_deployments_timestamps refuses clearing it first; the CHECK still holds where no trigger fires."""
     service, env = make.service(), make.environment()
     deployment = make.deployment(service, env)
     make.set_status(deployment, "in_progress")
-    with rejected("23514", "ck_deployments_started_at_when_started"):
-        conn.execute(
-            "UPDATE platform.deployments SET status = %s, started_at = NULL WHERE id = %s", (finished, deployment)
-        )
+    for status in (finished, "cancelled"):
+        with rejected("23000", "trg_deployments_timestamps"):
+            conn.execute(
+                "UPDATE platform.deployments SET status = %s, started_at = NULL WHERE id = %s", (status, deployment)
+            )
     status, started, _ = deployment_row(conn, deployment)
     assert (status, started is not None) == ("in_progress", True)
-    conn.execute("UPDATE platform.deployments SET status = 'cancelled', started_at = NULL WHERE id = %s", (deployment,))
+    with replica_mode(conn), rejected("23514", "ck_deployments_started_at_when_started"):
+        conn.execute(
+            "UPDATE platform.deployments SET status = %s, started_at = NULL, deployed_at = now() WHERE id = %s",
+            (finished, deployment),
+        )
+    make.set_status(deployment, "cancelled")  # cancelled after it started: keeps its start
     status, started, deployed = deployment_row(conn, deployment)
+    assert (status, started is not None, deployed is not None) == ("cancelled", True, True)
+    never_started = make.deployment(service, env)
+    make.set_status(never_started, "cancelled")
+    status, started, deployed = deployment_row(conn, never_started)
     assert (status, started, deployed is not None) == ("cancelled", None, True)
 
 
 def test_deployments_deployed_at_when_finished(conn: psycopg.Connection[Any], make: Make) -> None:
-    """An active (pending, in_progress) deployment has no finish time; a finished one has one."""
+    """An active (pending, in_progress) deployment has no finish time; a finished one has one.
+    trg_deployments_timestamps refuses a finish time given off its move first; the CHECK still holds where no
+    trigger fires."""
     service, env = make.service(), make.environment()
     make.release(service)
-    with rejected("23514", "ck_deployments_deployed_at_when_finished"):
+    with rejected("23000", "trg_deployments_timestamps"):
         make.deployment(service, env, deployed_at=dt.datetime.now(dt.UTC))
     deployment = make.deployment(service, env)
-    with rejected("23514", "ck_deployments_deployed_at_when_finished"):
+    with rejected("23000", "trg_deployments_timestamps"):
         conn.execute(
-            "UPDATE platform.deployments SET status = 'in_progress', started_at = now(), deployed_at = now()"
-            " WHERE id = %s",
+            "UPDATE platform.deployments SET status = 'in_progress', deployed_at = clock_timestamp() WHERE id = %s",
             (deployment,),
         )
     assert deployment_row(conn, deployment) == ("pending", None, None)
+    with replica_mode(conn):
+        with rejected("23514", "ck_deployments_deployed_at_when_finished"):
+            conn.execute("UPDATE platform.deployments SET deployed_at = now() WHERE id = %s", (deployment,))
+        with rejected("23514", "ck_deployments_deployed_at_when_finished"):
+            conn.execute(
+                "UPDATE platform.deployments SET status = 'failed', started_at = now() WHERE id = %s", (deployment,)
+            )
     make.set_status(deployment, "in_progress", "failed")
     assert deployment_row(conn, deployment)[2] is not None
+
+
+def test_deployments_timestamps(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_deployments_timestamps: each stamp is set on its move by the database clock, and a stamp the writer
+    gives is kept only within 30 s before to 5 s after that clock (23514 otherwise, and for a stamp that is not
+    finite); a stamp given off its move, or changed once set, is refused (23000)."""
+    service = make.service()
+    make.release(service)
+
+    def deployment(*path: str) -> uuid.UUID:
+        d = make.deployment(service, make.environment())
+        make.set_status(d, *path)
+        return d
+
+    move = "UPDATE platform.deployments SET status = %s, {column} = %s WHERE id = %s"
+    cases = (
+        ("in_progress", "started_at", (), ("-25 seconds", "0 seconds", "3 seconds")),
+        ("succeeded", "deployed_at", ("in_progress",), ("0 seconds", "3 seconds")),  # not before it started
+    )
+    for status, column, path, nears in cases:
+        for far in ("-31 seconds", "6 seconds", "-1 day", "1 year"):
+            d = deployment(*path)
+            with rejected("23514", "trg_deployments_timestamps"):
+                conn.execute(move.format(column=column), (status, clock(conn, far), d))
+        for not_finite in ("infinity", "-infinity"):
+            with rejected("23514", "trg_deployments_timestamps"):
+                conn.execute(move.format(column=column), (status, not_finite, deployment(*path)))
+        for near in nears:
+            d = deployment(*path)
+            given = clock(conn, near)
+            conn.execute(move.format(column=column), (status, given, d))
+            stored = conn.execute(f"SELECT {column} FROM platform.deployments WHERE id = %s", (d,)).fetchone()
+            assert stored == (given,)
+    frozen = [
+        (deployment(), "started_at = clock_timestamp()"),
+        (deployment(), "status = 'cancelled', started_at = clock_timestamp()"),
+        (deployment("in_progress"), "started_at = started_at + interval '1 second'"),
+        (deployment("in_progress"), "status = 'failed', started_at = clock_timestamp()"),
+        (deployment("in_progress", "succeeded"), "deployed_at = deployed_at - interval '1 second'"),
+        (deployment("in_progress", "failed"), "status = 'rolled_back', deployed_at = clock_timestamp()"),
+        (deployment("cancelled"), "deployed_at = NULL"),
+    ]
+    for d, assignment in frozen:
+        with rejected("23000", "trg_deployments_timestamps"):
+            conn.execute(f"UPDATE platform.deployments SET {assignment} WHERE id = %s", (d,))
+    with rejected("23000", "trg_deployments_timestamps"):
+        make.deployment(service, make.environment(), started_at=clock(conn))
+    # The valid moves: stamped by the clock, kept through the moves after, and told alike by the history.
+    d = deployment("in_progress", "succeeded", "rolled_back")
+    row = conn.execute(
+        "SELECT started_at, deployed_at, deployed_at >= started_at AND deployed_at <= clock_timestamp()"
+        " FROM platform.deployments WHERE id = %s",
+        (d,),
+    ).fetchone()
+    assert row is not None
+    assert row[2] is True
+    recorded = conn.execute(
+        "SELECT to_status, created_at FROM platform.deployment_status_history"
+        " WHERE deployment_id = %s AND to_status IN ('in_progress', 'succeeded') ORDER BY id",
+        (d,),
+    ).fetchall()
+    assert recorded == [("in_progress", row[0]), ("succeeded", row[1])]
 
 
 def test_deployments_status_allowed(conn: psycopg.Connection[Any], make: Make) -> None:
@@ -347,7 +437,7 @@ def test_deployments_started_at_and_deployed_at_are_stamped(conn: psycopg.Connec
     _, started, deployed = deployment_row(conn, cancelled)
     assert (started, deployed is not None) == (None, True)
 
-    given = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    given = clock(conn, "-2 seconds")  # a v0.1 writer's own stamp, close to the database clock: kept
     explicit = make.deployment(service, env)
     conn.execute(
         "UPDATE platform.deployments SET status = 'in_progress', started_at = %s WHERE id = %s", (given, explicit)

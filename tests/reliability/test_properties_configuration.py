@@ -20,7 +20,6 @@ from tests.factories import Make
 from tests.reliability.report import Record
 from tests.reliability.support import (
     DIGITS,
-    LOWER,
     TEXT_CHAR,
     UPPER,
     WHITESPACE,
@@ -40,29 +39,36 @@ SQL_NULL = object()
 """A value that is SQL NULL (as opposed to the JSON null, which is a value)."""
 
 
+SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "k8s")
+
+
 def secret_ref_ok(ref: str) -> bool:
-    """ck_configuration_versions_secret_ref_format: a URI, scheme://rest, the rest printable ASCII without
-    spaces (RFC 3986 has no other characters; anything else must be percent-encoded), at most 1024 characters."""
+    """ck_configuration_versions_secret_ref_format: scheme://path[#field], the scheme one of the allow-listed
+    secret managers, path and field non-empty and free of '#', '?' and '@' (no query string, no userinfo: no
+    credential), all of it printable ASCII without spaces (RFC 3986 has no other characters; anything else must
+    be percent-encoded), at most 1024 characters."""
     scheme, sep, rest = ref.partition("://")
+    path, hash_, field = rest.partition("#")
     return (
         len(ref) <= 1024
         and sep == "://"
-        and scheme != ""
-        and scheme[0] in LOWER
-        and all(c in LOWER + DIGITS + "+.-" for c in scheme)
-        and rest != ""
+        and scheme in SECRET_SCHEMES
+        and path != ""
+        and (hash_ == "" or field != "")
+        and not any(c in "#?@" for c in path + field)
         and all("!" <= c <= "~" for c in rest)
     )
 
 
-REF_CHAR = st.characters(min_codepoint=ord("!"), max_codepoint=ord("~"))
+REF_CHAR = st.characters(min_codepoint=ord("!"), max_codepoint=ord("~")).filter(lambda c: c not in "#?@")
 VALID_REFS = st.one_of(
     st.builds(
-        lambda scheme, path: f"{scheme}://{path}",
-        st.builds(lambda a, b: a + b, st.sampled_from(LOWER), st.text(LOWER + DIGITS + "+.-", max_size=10)),
+        lambda scheme, path, field: f"{scheme}://{path}" + (f"#{field}" if field else ""),
+        st.sampled_from(SECRET_SCHEMES),
         st.text(REF_CHAR, min_size=1, max_size=60),
+        st.text(REF_CHAR, max_size=12),
     ),
-    st.sampled_from(["vault://kv/payments/db#password", "aws-sm://prod/db", "gcp+sm://projects/p/secrets/s"]),
+    st.sampled_from(["vault://kv/payments/db#password", "aws-sm://prod/db", "gcp-sm://projects/p/secrets/s"]),
     st.integers(1018, 1030).map(lambda n: "vault://" + "k" * (n - 8)),  # around the limit
 )
 REF_MUTATIONS: list[Mutation] = [  # the 5th inserts whitespace
@@ -74,6 +80,15 @@ REF_MUTATIONS: list[Mutation] = [  # the 5th inserts whitespace
     lambda d, s: insert_at(d, s, d(st.sampled_from(["é", "\u200b", "\x7f", "\x1b", "€", "\U0001f511"]))),
     lambda d, s: s + "k" * max(0, 1025 - len(s)),
     lambda d, s: s + "\n",
+    # a credential: userinfo, a query string; another scheme
+    lambda d, s: s.replace("://", "://" + d(st.sampled_from(["admin:pw@", "s.hvsTOKEN@", ":pw@", "@"])), 1),
+    lambda d, s: s.partition("#")[0] + d(st.sampled_from(["?token=s.hvsTOKEN", "?", "?a=1&b=2"])) + "#password",
+    lambda d, s: (
+        d(st.sampled_from(["postgresql", "https", "file", "aws+sm", "vault2", "k8"])) + s[s.index(":") :]
+        if ":" in s
+        else s
+    ),
+    lambda d, s: s + d(st.sampled_from(["#", "#a#b", "#pass@word", "#f?x"])),
 ]
 
 
@@ -87,6 +102,7 @@ def violated_checks(kind: str, value: Any, ref: str | None) -> set[str]:
         and (kind == "secret") == (ref is not None)
         and (not has_value or value is not None),  # jsonb_typeof(value) IS DISTINCT FROM 'null'
         "secret_ref_format": ref is None or secret_ref_ok(ref),
+        # value_size holds for every value drawn here (a few hundred bytes at most): tests/integration bounds it.
     }
     return {f"ck_configuration_versions_{name}" for name, ok in checks.items() if not ok}
 

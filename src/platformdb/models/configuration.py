@@ -16,6 +16,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from platformdb.models.base import Base, CreatedOnly, UUIDPk
 
 VALUE_KINDS = ("plain", "secret", "deleted")
+SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "k8s")
+"""The secret managers a secret_ref may point into (HashiCorp Vault, AWS Secrets Manager, Google Secret Manager,
+Azure Key Vault, Kubernetes secrets)."""
+MAX_VALUE_BYTES = 65536
+"""The largest configuration value, in bytes of its JSON text (64 KiB)."""
+MAX_KEYS_PER_SERVICE = 1000
+"""The most configuration keys one service may have, defaults and environment overrides together (enforced by
+trigger trg_configurations_keys_per_service)."""
 
 
 class Configuration(CreatedOnly, Base):
@@ -43,7 +51,10 @@ class Configuration(CreatedOnly, Base):
         ForeignKey("environments.id", ondelete="RESTRICT"),
         comment="Environment this override applies to; NULL for the service-wide default.",
     )
-    key: Mapped[str] = mapped_column(comment="Setting name, e.g. HTTP_TIMEOUT or db.pool.size.")
+    key: Mapped[str] = mapped_column(
+        comment="Setting name, e.g. HTTP_TIMEOUT or db.pool.size; at most 1000 keys per service "
+        "(trigger trg_configurations_keys_per_service)."
+    )
 
 
 class ConfigurationVersion(CreatedOnly, Base):
@@ -61,10 +72,15 @@ class ConfigurationVersion(CreatedOnly, Base):
             name="value_matches_kind",
         ),
         CheckConstraint(
-            # A URI: printable ASCII without spaces (RFC 3986), which also rules out Unicode whitespace.
-            "secret_ref ~ '^[a-z][a-z0-9+.-]*://[!-~]+$' AND char_length(secret_ref) <= 1024",
+            # A reference into an allow-listed secret manager, carrying no credential: no userinfo (user:pw@), no
+            # query string (?token=...); printable ASCII without spaces (RFC 3986), which also rules out Unicode
+            # whitespace. At most one #fragment, naming the field of the secret.
+            f"secret_ref ~ '^({'|'.join(SECRET_SCHEMES)})://[^#?@]+(#[^#?@]+)?$' AND secret_ref ~ '^[!-~]+$'"
+            " AND char_length(secret_ref) <= 1024",
             name="secret_ref_format",
         ),
+        # Stored as text so the bound does not depend on compression or TOAST.
+        CheckConstraint(f"octet_length(value::text) <= {MAX_VALUE_BYTES}", name="value_size"),
         # The numbering trigger assigns versions; this guards writes made with triggers disabled
         # (session_replication_role = replica, as logical replication applies changes).
         CheckConstraint("version >= 1", name="version_positive"),
@@ -87,10 +103,12 @@ class ConfigurationVersion(CreatedOnly, Base):
         comment="plain (value holds it), secret (secret_ref points at it) or deleted (key removed)."
     )
     value: Mapped[dict[str, Any] | None] = mapped_column(
-        comment="The setting as JSON (string, number, object...); only for kind plain."
+        comment="The setting as JSON (string, number, object...), at most 64 KiB as text; only for kind plain."
     )
     secret_ref: Mapped[str | None] = mapped_column(
-        comment="URI of the secret in a secret manager, e.g. vault://kv/payments/db#password; only for kind secret."
+        comment="URI of the secret in a secret manager (vault, aws-sm, gcp-sm, azure-kv or k8s), e.g. "
+        "vault://kv/payments/db#password, with no credential in it (no user:password@, no ?query); "
+        "only for kind secret."
     )
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"), comment="Who made the change; NULL for automation."

@@ -1,13 +1,45 @@
 -- Configuration: gap-free version numbers, immutable history, effective configuration, and the
 -- configuration captured at each deployment.
 
+-- An UPDATE that changes nothing, made by a trigger, passes: the numbering trigger below takes the key's row
+-- lock that way. Any other UPDATE is refused.
 CREATE TRIGGER trg_configurations_immutable BEFORE UPDATE ON platform.configurations
-  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a configuration key is immutable; add a version instead');
+  FOR EACH ROW WHEN (pg_trigger_depth() = 0 OR OLD.* IS DISTINCT FROM NEW.*)
+  EXECUTE FUNCTION platform.forbid_change('a configuration key is immutable; add a version instead');
+
+-- At most 1000 keys per service (defaults and environment overrides together). The service's row is locked
+-- (FOR NO KEY UPDATE, held to commit; inserts that reference the service are not blocked) before counting, so
+-- concurrent writers of one service's keys queue, and under READ COMMITTED each counts what the one before it
+-- committed (SERIALIZABLE detects the conflict itself). SECURITY DEFINER: the lock needs UPDATE on services.
+CREATE FUNCTION platform.limit_configuration_keys() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_keys integer;
+BEGIN
+  PERFORM FROM platform.services s WHERE s.id = NEW.service_id FOR NO KEY UPDATE;
+  SELECT count(*) INTO v_keys
+    FROM (SELECT FROM platform.configurations c WHERE c.service_id = NEW.service_id LIMIT 1000) k;
+  IF v_keys >= 1000 THEN
+    RAISE EXCEPTION 'a service has at most 1000 configuration keys'
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'key';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.limit_configuration_keys() IS 'BEFORE INSERT trigger of configurations: refuses a service''s 1001st key (SQLSTATE 23514, constraint trg_configurations_keys_per_service), counting under the service''s row lock.';
+
+CREATE TRIGGER trg_configurations_keys_per_service BEFORE INSERT ON platform.configurations
+  FOR EACH ROW EXECUTE FUNCTION platform.limit_configuration_keys();
 CREATE TRIGGER trg_configurations_audit AFTER INSERT OR UPDATE OR DELETE ON platform.configurations
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 
--- Numbers a new version max+1 while holding the key's row lock, so concurrent edits serialize, versions
--- stay contiguous and the last to commit wins. A writer may pass the version it expects to create
+-- Numbers a new version last+1 while holding the key's row lock, so concurrent edits serialize, versions
+-- stay contiguous and the last to commit wins. The lock is taken by an UPDATE that changes nothing (a new row
+-- version): under READ COMMITTED a writer waits for the one before it and then numbers after its version; under
+-- REPEATABLE READ or SERIALIZABLE a writer whose snapshot cannot see a version committed since gets PostgreSQL's
+-- serialization failure (40001: retry the transaction) instead of numbering from that snapshot. The last version
+-- is read by key, newest first, from the primary key's index. A writer may pass the version it expects to create
 -- (optimistic concurrency): any other number is refused.
 -- SECURITY DEFINER: locking the key's row needs UPDATE on configurations, which writers do not hold.
 CREATE FUNCTION platform.number_configuration_version() RETURNS trigger
@@ -15,9 +47,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_next integer;
 BEGIN
-  PERFORM FROM platform.configurations c WHERE c.id = NEW.configuration_id FOR NO KEY UPDATE;
-  SELECT coalesce(max(v.version), 0) + 1 INTO v_next
-    FROM platform.configuration_versions v WHERE v.configuration_id = NEW.configuration_id;
+  UPDATE platform.configurations c SET key = c.key WHERE c.id = NEW.configuration_id;
+  SELECT v.version + 1 INTO v_next
+    FROM platform.configuration_versions v WHERE v.configuration_id = NEW.configuration_id
+   ORDER BY v.version DESC LIMIT 1;
+  v_next := coalesce(v_next, 1);
   IF NEW.version IS NOT NULL AND NEW.version <> v_next THEN
     RAISE EXCEPTION 'configuration % is at version %, cannot write version %',
           NEW.configuration_id, v_next - 1, NEW.version
@@ -27,7 +61,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.number_configuration_version() IS 'BEFORE INSERT trigger of configuration_versions: assigns the next gap-free version under the key''s row lock; refuses a stale expected version (SQLSTATE 23514).';
+COMMENT ON FUNCTION platform.number_configuration_version() IS 'BEFORE INSERT trigger of configuration_versions: assigns the next gap-free version under the key''s row lock; refuses a stale expected version (SQLSTATE 23514); a REPEATABLE READ writer behind a concurrent version gets 40001.';
 
 CREATE TRIGGER trg_configuration_versions_number BEFORE INSERT ON platform.configuration_versions
   FOR EACH ROW EXECUTE FUNCTION platform.number_configuration_version();

@@ -147,10 +147,13 @@ class Deployment(Timestamps, Base):
         comment="The earlier deployment (same service and environment) that this one rolls back."
     )
     started_at: Mapped[dt.datetime | None] = mapped_column(
-        comment="When the rollout began (set on entering in_progress if not given)."
+        comment="When the rollout began: set by trigger trg_deployments_timestamps on entering in_progress "
+        "(the database clock; a given stamp within 30 s before to 5 s after it is kept), then frozen."
     )
     deployed_at: Mapped[dt.datetime | None] = mapped_column(
-        comment="When the rollout finished, whatever its outcome (set on leaving an active status if not given)."
+        comment="When the rollout finished, whatever its outcome: set by trigger trg_deployments_timestamps on "
+        "leaving an active status (the database clock; a given stamp within 30 s before to 5 s after it is kept), "
+        "then frozen."
     )
 
 

@@ -162,7 +162,10 @@ def _load(conn: psycopg.Connection[Any]) -> None:
         secret = _insert(conn, "configurations", service_id=service[name], key="DATABASE_PASSWORD")
         version(secret, kind="secret", secret_ref=f"vault://kv/{name}/database#password")
 
-    # Releases and their rollouts through the environments over the last weeks, along the state machine.
+    # Releases and their rollouts through the environments over the last weeks, along the state machine. The
+    # stamps are history, not the clock's: trg_deployments_timestamps is off for this transaction only (the owner's
+    # backfill; every other rule and the status history still apply).
+    conn.execute("ALTER TABLE platform.deployments DISABLE TRIGGER trg_deployments_timestamps")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     deployers = [alice, user["dave@example.com"], user["bob@example.com"]]
     stage_delay = {"development": dt.timedelta(hours=2), "staging": dt.timedelta(days=1),
@@ -201,6 +204,7 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     _set_status(conn, rollback, "in_progress", started_at=bad_at + dt.timedelta(minutes=41))
     _set_status(conn, rollback, "succeeded", deployed_at=bad_at + dt.timedelta(minutes=50))
     _set_status(conn, bad, "rolled_back")
+    conn.execute("ALTER TABLE platform.deployments ENABLE TRIGGER trg_deployments_timestamps")
 
     # Metrics: production series for every service, a sample a minute over the last six hours.
     now = now.replace(second=0)

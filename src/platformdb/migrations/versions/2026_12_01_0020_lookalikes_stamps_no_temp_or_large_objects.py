@@ -30,7 +30,7 @@ Locks: ADD CONSTRAINT ... NOT VALID is catalog-only (no scan; ACCESS EXCLUSIVE o
        objects), and a non-ASCII address a service still sends is refused from this commit on.
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0019
 Create Date: 2026-12-01
 """
 
@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | Sequence[str] | None = "0016"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
