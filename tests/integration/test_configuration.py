@@ -582,3 +582,16 @@ def test_configuration_created_at_triggers(conn: psycopg.Connection[Any], make: 
         else {"configuration_id": make.configuration(service), "kind": "plain", "value": Jsonb(3)}
     )
     assert_created_at_trigger(conn, table, "platform_configuration", values, trigger)
+
+
+def test_configuration_versions_validated_shows_no_value_of_a_rejected_row(make: Make) -> None:
+    """trg_configuration_versions_validated: a rejected secret write names its rule and echoes neither value."""
+    configuration = make.configuration(make.service())
+    with pytest.raises(psycopg.errors.CheckViolation) as info:
+        write_version(make, configuration, "secret", value=Jsonb("hunter2-plaintext"), secret_ref=SECRET_REF)
+    err = info.value
+    assert err.diag.constraint_name == "ck_configuration_versions_secret_has_no_plaintext"
+    told = " ".join(str(x) for x in (err, err.diag.message_detail, err.diag.message_hint, err.diag.context))
+    assert "hunter2-plaintext" not in told
+    assert SECRET_REF not in told
+    assert make.config_version(configuration, kind="secret", secret_ref=SECRET_REF) == 1

@@ -534,3 +534,16 @@ def test_identity_keys_immutable_triggers(conn: psycopg.Connection[Any], make: M
         return
     row_id = make.insert(table, **values)
     assert_keys_trigger(conn, table, "id = %s", (row_id,), "id = gen_random_uuid()", trigger)
+
+
+def test_users_validated_shows_no_value_of_a_rejected_row(make: Make) -> None:
+    """trg_users_validated evaluates the CHECKs first: same SQLSTATE and name, and no hash or email in the error."""
+    with pytest.raises(psycopg.errors.CheckViolation) as info:
+        make.user(email="not-an-address", password_hash=PASSWORD_HASH)
+    err = info.value
+    assert (err.sqlstate, err.diag.constraint_name) == ("23514", "ck_users_email_format")
+    told = " ".join(str(x) for x in (err, err.diag.message_detail, err.diag.message_hint, err.diag.context))
+    assert "not-an-address" not in told
+    assert PASSWORD_HASH[30:60] not in told
+    make.user(email="valid@example.com")
+    assert make.count("users") == 1

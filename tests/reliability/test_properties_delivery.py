@@ -482,6 +482,7 @@ def test_deployment_finishes_no_earlier_than_it_started(conn: psycopg.Connection
             "refused finishing",
             "refused by trg_deployments_timestamps (23514)",
             "refused by trg_deployments_timestamps (23000)",
-            "refused by ck_deployments_deployed_after_started (23514)",
+            # ck_deployments_deployed_after_started is counted when it fires, not required: since 0018 the stamps
+            # trigger refuses almost every inverted pair first (the rule has its own test in test_delivery.py).
         )
     )

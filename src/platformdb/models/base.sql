@@ -270,3 +270,30 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION platform.set_created_at() IS 'BEFORE INSERT row trigger (trg_<table>_created_at): a created_at or updated_at other than now() becomes now(), unless the writer holds the table owner''s privileges.';
+
+-- A failed CHECK prints the whole row in its DETAIL ("Failing row contains ..."), to the client and the server
+-- log. On tables holding secrets, password hashes or personal data this BEFORE trigger evaluates the table's own
+-- CHECK constraints first (read from the catalog, so each rule is still written once) and raises the same
+-- SQLSTATE and constraint name with a DETAIL that shows nothing. Named trg_<table>_validated so that it runs
+-- after the BEFORE triggers that complete the row (BEFORE triggers fire in name order).
+CREATE FUNCTION platform.check_quietly() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  c record;
+  v_ok boolean;
+BEGIN
+  FOR c IN
+    SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
+      FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'c' ORDER BY k.conname
+  LOOP
+    EXECUTE format('SELECT %s FROM (SELECT ($1).*) AS t', c.expr) INTO v_ok USING NEW;
+    IF v_ok IS FALSE THEN
+      RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, c.conname
+        USING ERRCODE = 'check_violation', CONSTRAINT = c.conname, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+              DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
+    END IF;
+  END LOOP;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: evaluates the table''s CHECK constraints and raises a violation (23514, the constraint''s name) whose DETAIL shows no value.';

@@ -117,3 +117,7 @@ CREATE TRIGGER trg_configurations_created_at BEFORE INSERT ON platform.configura
 CREATE TRIGGER trg_configuration_versions_created_at BEFORE INSERT ON platform.configuration_versions
   FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
   EXECUTE FUNCTION platform.set_created_at();
+
+-- Rejected writes show no value of this table's secrets, hashes or personal data (see platform.check_quietly).
+CREATE TRIGGER trg_configuration_versions_validated BEFORE INSERT OR UPDATE ON platform.configuration_versions
+  FOR EACH ROW EXECUTE FUNCTION platform.check_quietly();

@@ -80,3 +80,7 @@ CREATE TRIGGER trg_permissions_keys_immutable BEFORE UPDATE ON platform.permissi
 CREATE TRIGGER trg_role_grants_keys_immutable BEFORE UPDATE ON platform.role_grants
   FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
   EXECUTE FUNCTION platform.forbid_column_change('id');
+
+-- Rejected writes show no value of this table's secrets, hashes or personal data (see platform.check_quietly).
+CREATE TRIGGER trg_users_validated BEFORE INSERT OR UPDATE ON platform.users
+  FOR EACH ROW EXECUTE FUNCTION platform.check_quietly();
