@@ -14,6 +14,7 @@ from typing import Any
 KINDS = {
     "privilege": "Least privilege: role x table x operation",
     "audit": "Tamper-evident audit",
+    "hostile": "Hostile services: each attack refused, or the stall it causes bounded in time",
     "property": "Bad input: property tests (hypothesis)",
     "cli": "Bad input: CLI mistakes (the real command in a subprocess)",
     "race": "Races",
@@ -54,6 +55,12 @@ def render(records: list[dict[str, Any]]) -> str:
         f"| tampering cases detected by `audit verify` | {total('audit', 'tampering detected'):,} |",
         f"| audited rows verified after concurrent writers (none missing) | {total('audit', 'rows verified'):,} |",
         f"| CLI mistakes answered with one plain line, no traceback | {sum(r['cases'] for r in by_kind['cli']):,} |",
+        f"| hostile-service attacks tried (tests/security/test_hostile_*.py), each refused or bounded | "
+        f"{sum(r['cases'] for r in by_kind['hostile']):,} |",
+        f"| longest wait allowed a victim's write while an attacker holds its transaction | "
+        f"{max((r['figures'].get('victim bound s', 0) for r in by_kind['hostile']), default=0)} s |",
+        f"| longest wait allowed partition maintenance behind an idle reader | "
+        f"{max((r['figures'].get('maintenance bound s', 0) for r in by_kind['hostile']), default=0)} s |",
         "",
     ]
     for kind, title in KINDS.items():

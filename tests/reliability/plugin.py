@@ -31,6 +31,7 @@ _KIND_OF_MODULE = (
     ("resource", "hygiene"),
     ("privilege", "privilege"),
     ("audit", "audit_chain"),
+    ("hostile", "hostile"),
     ("cli", "test_cli"),
 )
 

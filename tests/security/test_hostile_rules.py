@@ -37,12 +37,19 @@ from platformdb.db import libpq_dsn
 from platformdb.ops.roles import GROUP_ROLES, grant_login, grant_login_sql
 from tests.factories import PASSWORD_HASH, Make
 from tests.pg import Server
+from tests.reliability.report import Record
 
 CHECK_OR_TRIGGER = ("ck", "trg")
 REFUSED_STATES = ("23514", "23000")  # check_violation, integrity_constraint_violation
 TOLERANCE = "interval '1 minute'"  # how close to the database clock a stamp the database sets must be
 SECRET_REF = "vault://kv/payments/db#password"  # the documented form (models/configuration.py)
 HASH_PIECE = PASSWORD_HASH[30:60]  # salt and digest start: a DETAIL shows only a value's first 64 characters
+
+
+@pytest.fixture(autouse=True)
+def _counted(reliability: Record) -> None:
+    """Each hostile write is one case in docs/RELIABILITY.md (``make reliability``)."""
+    reliability.cases = 1
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from platformdb.ops import partitions
 from platformdb.ops.audit_chain import verify
 from platformdb.ops.roles import GROUP_ROLES, grant_login
 from tests.factories import COMMIT_SHA, DIGEST, Make
+from tests.reliability.report import Record
 from tests.security.test_privileges import GRANTED
 
 AUDIT_LANES: int = getattr(audit_model, "AUDIT_LANES", 16)
@@ -590,6 +591,13 @@ def store_sample(writer: Session, series: int, sampled_at: Any, via: str = "inse
         return None
     assert (error.sqlstate or "")[:2] in ("22", "23"), f"{sampled_at}: refused, but not as a data error: {error!r}"
     return error
+
+
+@pytest.fixture(autouse=True)
+def _counted(reliability: Record) -> None:
+    """Each attack is one case in docs/RELIABILITY.md (``make reliability``), with the bounds it is held to."""
+    reliability.cases = 1
+    reliability.figures |= {"victim bound s": WRITE_BOUND, "maintenance bound s": ENSURE_BOUND}
 
 
 def partition_count(admin: psycopg.Connection[Any]) -> int:
