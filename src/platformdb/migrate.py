@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from contextlib import redirect_stdout
 from importlib.resources import files
 from typing import Any
@@ -15,7 +16,7 @@ from alembic.util import CommandError
 from sqlalchemy import URL
 
 from platformdb.db import display, engine
-from platformdb.errors import NotMigratedError, UserError
+from platformdb.errors import MigrationError, NotMigratedError, UserError, describe
 from platformdb.models.base import SCHEMA, partition_kind
 
 
@@ -78,14 +79,32 @@ def require_head(url: URL) -> None:
         raise NotMigratedError(f'database "{url.database}" ({display(url)})', at)
 
 
-def upgrade(url: URL, rev: str = "head") -> None:
-    check_revision(rev)
-    _run(command.upgrade, alembic_config(url), rev)
+def upgrade(url: URL, rev: str = "head", *, lock_timeout: str | None = None) -> None:
+    """Migrate the database at ``url`` up to ``rev``; :class:`MigrationError` says where a failure left it."""
+    _migrate(command.upgrade, "upgrade", url, rev, lock_timeout)
 
 
-def downgrade(url: URL, rev: str) -> None:
+def downgrade(url: URL, rev: str, *, lock_timeout: str | None = None) -> None:
+    """Migrate the database at ``url`` down to ``rev`` (an id, ``-N`` or ``base``)."""
+    _migrate(command.downgrade, "downgrade", url, rev, lock_timeout)
+
+
+_TIMEOUT = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
+
+
+def _migrate(fn: Any, direction: str, url: URL, rev: str, lock_timeout: str | None) -> None:
     check_revision(rev)
-    _run(command.downgrade, alembic_config(url), rev)
+    cfg = alembic_config(url)
+    if lock_timeout is not None:
+        if not _TIMEOUT.fullmatch(lock_timeout.strip()):
+            raise UserError(f"not a lock timeout: {lock_timeout!r} (e.g. 2s, 500ms, 1min)")
+        cfg.attributes["lock_timeout"] = lock_timeout.strip()
+    try:
+        _run(fn, cfg, rev)
+    except UserError:
+        raise
+    except Exception as exc:  # a database error inside a revision: that revision rolled back, the ones before stay
+        raise MigrationError(direction, rev, current(url), describe(exc)) from exc
 
 
 def offline_sql(from_rev: str, to_rev: str) -> str:

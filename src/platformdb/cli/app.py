@@ -16,7 +16,7 @@ from rich.console import Console
 from sqlalchemy import URL
 
 from platformdb.db import ENV_URL, check, given_url
-from platformdb.errors import NotMigratedError, UserError
+from platformdb.errors import UserError, describe
 
 # Piped output keeps 120 columns (or $COLUMNS) rather than rich's 80, so tables stay on one line per row.
 console = Console(highlight=False, soft_wrap=True, width=shutil.get_terminal_size((120, 24)).columns)
@@ -44,15 +44,7 @@ class OneLineErrors(click.Command):
         except Exception as exc:
             if os.environ.get("PLATFORMDB_DEBUG"):
                 raise
-            fail(_describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for an unexpected error: the database's own message where there is one."""
-    orig = getattr(exc, "orig", None) or exc
-    diag = getattr(orig, "diag", None)
-    text = getattr(diag, "message_primary", None) or str(orig).strip() or type(orig).__name__
-    return text.splitlines()[0]
+            fail(describe(exc))
 
 
 class _Group(OneLineErrors, click.Group):
@@ -64,9 +56,10 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def database_url(ctx: click.Context) -> URL:
+def database_url(ctx: click.Context, *, at_head: bool = False) -> URL:
     """The database this invocation works on: ``--database-url``, ``$PLATFORMDB_DATABASE_URL``, else the
-    embedded server (the CLI's own fallback; the library never starts a server). Checked by connecting once."""
+    embedded server (the CLI's own fallback; the library never starts a server). Checked by connecting once;
+    with ``at_head``, also that it is migrated to head (:func:`platformdb.migrate.require_head`)."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "url" not in obj:
         url = given_url(obj.get("raw_url"))
@@ -77,6 +70,10 @@ def database_url(ctx: click.Context) -> URL:
         check(url)
         obj["url"] = url
     found: URL = obj["url"]
+    if at_head:
+        from platformdb import migrate
+
+        migrate.require_head(found)
     return found
 
 
@@ -84,13 +81,6 @@ def where(url: URL) -> str:
     """``database "x" at host:port`` (or at the socket directory), for progress lines."""
     host = url.host or url.query.get("host") or "localhost"
     return f'database "{url.database}" at {host}' + (f":{url.port}" if url.port and url.host else "")
-
-
-def require(conn: Any, url: URL, relation: str, what: str) -> None:
-    """One plain line, not a "relation does not exist" error, when the database lacks what a command needs."""
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
-    if not row or not row[0]:
-        raise NotMigratedError(where(url), lacks=what)
 
 
 @click.group(cls=_Group)

@@ -2,48 +2,64 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from typing import Any
 
 import click
 from rich.table import Table
-from sqlalchemy import URL
 
 from platformdb import migrate
 from platformdb.cli.app import cli, console, database_url, where
+from platformdb.db import display
 from platformdb.errors import UserError
 
+_LOCK_TIMEOUT = click.option(
+    "--lock-timeout",
+    metavar="DURATION",
+    help="Give up a revision whose lock waits longer than this (default 10s; e.g. 2s, 500ms); it rolls back.",
+)
+# "-1" is a revision here, not an option.
+_REVISION_ARGS: dict[str, Any] = {"context_settings": {"ignore_unknown_options": True}}
 
-def _migrate(ctx: click.Context, step: Callable[[URL, str], None], revision: str) -> None:
+
+def _migrate(ctx: click.Context, direction: str, revision: str, lock_timeout: str | None) -> None:
     url = database_url(ctx)
     before = migrate.current(url)
-    step(url, revision)
+    click.echo(f"{direction} {where(url)} ({display(url)}) from {before or 'base'} to {revision}", err=True)
+    step = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+    step(url, revision, lock_timeout=lock_timeout)
     console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
 
 
-@cli.command()
+@cli.command(**_REVISION_ARGS)
 @click.argument("revision", default="head")
+@_LOCK_TIMEOUT
 @click.pass_context
-def upgrade(ctx: click.Context, revision: str) -> None:
-    """Migrate the database up to REVISION (default: head)."""
-    _migrate(ctx, migrate.upgrade, revision)
+def upgrade(ctx: click.Context, revision: str, lock_timeout: str | None) -> None:
+    """Migrate the database up to REVISION (default: head; or +N)."""
+    _migrate(ctx, "upgrade", revision, lock_timeout)
 
 
-@cli.command()
+@cli.command(**_REVISION_ARGS)
 @click.argument("revision")
+@_LOCK_TIMEOUT
 @click.pass_context
-def downgrade(ctx: click.Context, revision: str) -> None:
+def downgrade(ctx: click.Context, revision: str, lock_timeout: str | None) -> None:
     """Migrate the database down to REVISION (a revision id, -1, or base)."""
-    _migrate(ctx, migrate.downgrade, revision)
+    _migrate(ctx, "downgrade", revision, lock_timeout)
 
 
 @cli.command()
+@click.option("--check", is_flag=True, help="Exit 1 unless the database is at head (for deploy scripts).")
 @click.pass_context
-def current(ctx: click.Context) -> None:
+def current(ctx: click.Context, check: bool) -> None:
     """Show the revision the database is at."""
     url = database_url(ctx)
-    rev = migrate.current(url)
-    state = "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
+    rev, head = migrate.current(url), migrate.head()
+    state = "not migrated" if rev is None else ("head" if rev == head else f"head is {head}")
     console.print(f"{rev or 'base'} ({state})")
+    if check and rev != head:
+        sys.exit(1)
 
 
 @cli.command()

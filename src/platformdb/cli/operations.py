@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from platformdb.cli.app import cli, console, database_url, require
+from platformdb.cli.app import cli, console, database_url
 from platformdb.db import connect
 from platformdb.errors import UserError
 from platformdb.ops import audit_chain, partitions, roles, sessions
@@ -37,9 +37,8 @@ def audit_verify(
     """Walk the audit hash chain; report the first broken link and exit 1, or the digest of the lane heads."""
     if (checkpoints is None) != (public_key is None):
         raise UserError("--checkpoints and --public-key go together")
-    url = database_url(ctx)
+    url = database_url(ctx, at_head=True)
     with connect(url) as conn:
-        require(conn, url, "platform.audit_chain", "audit hash chain")
         verdict = audit_chain.verify(conn, since.replace(tzinfo=dt.UTC) if since else None)
         checked = checkpoints_ops.check(conn, checkpoints, public_key) if checkpoints and public_key else None
     if not verdict.ok:
@@ -59,9 +58,8 @@ def audit_verify(
 @click.pass_context
 def audit_checkpoint(ctx: click.Context, key: Path, out: Path | None) -> None:
     """Sign each lane's newest row with a key held outside the database (cron; keep the file elsewhere too)."""
-    url = database_url(ctx)
+    url = database_url(ctx, at_head=True)
     with connect(url) as conn:
-        require(conn, url, "platform.audit_chain", "audit hash chain")
         line = checkpoints_ops.take(conn, key)
     if out is None:
         click.echo(line)
@@ -124,9 +122,8 @@ def _partition_report(reports: list[partitions.Report], *, action: str) -> None:
 @click.pass_context
 def partitions_ensure(ctx: click.Context, ahead: int, table: str | None) -> None:
     """Create the partitions up to --ahead days from now, moving in rows that waited in DEFAULT."""
-    url = database_url(ctx)
+    url = database_url(ctx, at_head=True)
     with connect(url, autocommit=True) as conn:
-        require(conn, url, "platform.metric_samples", "partitioned tables")
         _partition_report(partitions.ensure(conn, ahead, table), action="ensure")
 
 
@@ -138,9 +135,8 @@ def partitions_ensure(ctx: click.Context, ahead: int, table: str | None) -> None
 @click.pass_context
 def partitions_prune(ctx: click.Context, retain: int, detach: bool, table: str | None) -> None:
     """Drop (or detach) whole partitions older than --retain days; never a bulk DELETE."""
-    url = database_url(ctx)
+    url = database_url(ctx, at_head=True)
     with connect(url, autocommit=True) as conn:
-        require(conn, url, "platform.metric_samples", "partitioned tables")
         _partition_report(partitions.prune(conn, retain, table, detach=detach), action="prune")
 
 
@@ -167,7 +163,7 @@ def grant_login(ctx: click.Context, name: str, role: str, password_env: str | No
     if print_sql:  # the password, if any, only as its SCRAM verifier
         click.echo(roles.grant_login_sql(name, role, password=password, exists=False).as_string(None))
         return
-    console.print(roles.grant_login(database_url(ctx), name, role, password=password))
+    console.print(roles.grant_login(database_url(ctx, at_head=True), name, role, password=password))
 
 
 # --- watchdog ------------------------------------------------------------------------------------------
@@ -179,9 +175,8 @@ def grant_login(ctx: click.Context, name: str, role: str, password_env: str | No
 @click.pass_context
 def watchdog(ctx: click.Context, idle: int, transaction: int) -> None:
     """End the sessions that stall others (run from cron every minute, as the schema owner)."""
-    url = database_url(ctx)
+    url = database_url(ctx, at_head=True)
     with connect(url, autocommit=True) as conn:
-        require(conn, url, "platform.audit_chain", "audit hash chain")
         ended = sessions.end_stalled(conn, dt.timedelta(seconds=idle), dt.timedelta(seconds=transaction))
     for session in ended:
         console.print(str(session))

@@ -1,5 +1,16 @@
 """Alembic environment for platformdb (used by both `platformdb` and the plain `alembic` command).
 
+Which database, first match wins (docs/DESIGN.md, "Which database"):
+
+1. ``config.attributes["connection"]``: a SQLAlchemy Connection or Engine (pytest-alembic and Alembic's
+   cookbook pass either), or ``config.attributes["url"]`` (what :mod:`platformdb.migrate` passes);
+2. ``-x database_url=URL`` on the command line;
+3. ``sqlalchemy.url`` in the Alembic configuration (alembic.ini), as Alembic documents;
+4. ``$PLATFORMDB_DATABASE_URL``.
+
+With none of them, the command fails: Alembic never starts a server (only the ``platformdb`` CLI falls back to
+the embedded one). The plain ``alembic`` command prints the target before it acts.
+
 Each revision runs in its own transaction, so an interrupted upgrade leaves the database at the last
 whole revision and PostgreSQL's transactional DDL rolls the rest back. Every migration session sets
 lock_timeout and statement_timeout, so a migration waiting on a busy table fails fast instead of
@@ -8,20 +19,23 @@ queueing every query behind its lock.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from alembic import context
-from sqlalchemy import pool
+from alembic.util import CommandError
+from sqlalchemy import URL, Connection, Engine, pool
 
+from platformdb.db import ENV_URL, display, given_url, parse_url
 from platformdb.db import engine as make_engine
-from platformdb.db import given_url
+from platformdb.errors import UserError
 from platformdb.migrate import include_name
 from platformdb.models import metadata
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
-LOCK_TIMEOUT = x_args.get("lock_timeout", "10s")
-STATEMENT_TIMEOUT = x_args.get("statement_timeout", "30min")
+LOCK_TIMEOUT = config.attributes.get("lock_timeout") or x_args.get("lock_timeout", "10s")
+STATEMENT_TIMEOUT = config.attributes.get("statement_timeout") or x_args.get("statement_timeout", "30min")
 
 
 def _configure(**kwargs: Any) -> None:
@@ -32,8 +46,28 @@ def _configure(**kwargs: Any) -> None:
         compare_type=True,
         compare_server_default=True,
         transaction_per_migration=True,
+        process_revision_directives=config.attributes.get("process_revision_directives"),
         **kwargs,
     )
+
+
+def target_url() -> URL:
+    """The database named by rules 1-4 above (an explicit ``url`` attribute first), parsed; CommandError if
+    nothing names one."""
+    try:
+        explicit = config.attributes.get("url")
+        if explicit is not None:
+            return explicit if isinstance(explicit, URL) else parse_url(str(explicit))
+        raw = x_args.get("database_url") or config.get_main_option("sqlalchemy.url")
+        url = given_url(raw)
+    except UserError as exc:
+        raise CommandError(str(exc)) from None
+    if url is None:
+        raise CommandError(
+            "no database named: set sqlalchemy.url in alembic.ini, pass -x database_url=URL or set "
+            f"${ENV_URL} (Alembic never starts a server; `platformdb upgrade` can use the embedded one)"
+        )
+    return url
 
 
 def run_migrations_offline() -> None:
@@ -46,21 +80,23 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run_online(connection)
+    given = config.attributes.get("connection")
+    if isinstance(given, Engine):
+        with given.connect() as conn:
+            _run_online(conn)
         return
-    url = config.attributes.get("url") or given_url(x_args.get("database_url"))
-    if url is None:  # the plain `alembic` command without a URL: the embedded server, as before
-        from platformdb.workbench.server import embedded_url
-
-        url = embedded_url()
+    if given is not None:
+        _run_online(given)
+        return
+    url = target_url()
+    if config.cmd_opts is not None:  # the `alembic` command line (the CLI and library say where themselves)
+        print(f'alembic: database "{url.database}" at {display(url)}', file=sys.stderr)
     connectable = make_engine(url, poolclass=pool.NullPool)
     with connectable.connect() as conn:
         _run_online(conn)
 
 
-def _run_online(connection: Any) -> None:
+def _run_online(connection: Connection) -> None:
     connection.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
     connection.exec_driver_sql(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
     connection.commit()
