@@ -38,10 +38,11 @@ def describe(exc: BaseException) -> str:
     if not primary:
         text = str(orig).strip() or type(orig).__name__
         return text.splitlines()[0]
-    parts = [primary]
+    extra = []
     if (getattr(diag, "sqlstate", None) or "")[:2] in _EXPLAINED_CLASSES:
-        parts += [p for p in (getattr(diag, "message_detail", None), getattr(diag, "message_hint", None)) if p]
-    return " ".join(" ".join(p.split()) for p in parts)
+        extra = [p for p in (getattr(diag, "message_detail", None), getattr(diag, "message_hint", None)) if p]
+    line = " ".join(primary.split())
+    return f"{line} ({' '.join(' '.join(p.split()) for p in extra)})" if extra else line
 
 
 __all__ = ["MigrationError", "NotMigratedError", "UserError", "describe"]

@@ -130,6 +130,7 @@ def count_rows(url: URL, table: str) -> int:
         pytest.param(["sql", "base:nosuch"], ("unknown revision", "nosuch"), id="sql-unknown-revision"),
         pytest.param(["nosuchcommand"], "nosuchcommand", id="unknown-command"),
         pytest.param(["downgrade"], "REVISION", id="missing-argument"),
+        pytest.param(["roles", "grant-login", "svc"], ("Missing option '--role'", "readonly"), id="missing-choice"),
         # The scale is checked before any database is looked for (so none is started).
         pytest.param(["seed", "--scale", "-1"], ("--scale must be 1 or more", "-1"), id="seed-scale-minus-one"),
         pytest.param(["seed", "--scale=0"], ("--scale must be 1 or more", "0"), id="seed-scale-zero"),
@@ -261,19 +262,20 @@ def test_unknown_revision(command: str, db: URL, reliability: Record) -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "contains"),
-    [
-        (["audit", "verify"], "no audit hash chain"),
-        (["partitions", "ensure"], "no partitioned tables"),
-        (["partitions", "prune", "--retain", "30"], "no partitioned tables"),
-    ],
-    ids=["audit-verify", "partitions-ensure", "partitions-prune"],
+    "command",
+    [["audit", "verify"], ["partitions", "ensure"], ["partitions", "prune", "--retain", "30"], ["watchdog"],
+     ["roles", "grant-login", "svc_x", "--role", "readonly"]],  # fmt: skip
+    ids=["audit-verify", "partitions-ensure", "partitions-prune", "watchdog", "grant-login"],
 )
+@pytest.mark.parametrize("at", ["base", "0012"])
 def test_maintenance_on_an_unmigrated_database_says_to_upgrade(
-    command: list[str], contains: str, empty_db: URL, reliability: Record
+    command: list[str], at: str, empty_db: URL, reliability: Record
 ) -> None:
+    """Every operation reuses migrate.require_head: a database short of head, empty or not, is one line."""
+    if at != "base":
+        migrate.upgrade(empty_db, at)
     result = run("--database-url", libpq_dsn(empty_db), *command)
-    assert_one_line_error(result, (contains, "platformdb upgrade"))
+    assert_one_line_error(result, (f"is not migrated to head (it is at {at})", "platformdb upgrade"))
     reliability.cases = 1
     reliability.add("one line, exit 1, no traceback")
 
@@ -286,14 +288,74 @@ def test_demo_on_an_unmigrated_database_says_to_upgrade(empty_db: URL) -> None:
 # --- migrations ----------------------------------------------------------------------------------------
 def test_upgrade_current_downgrade_current(empty_db: URL) -> None:
     url = libpq_dsn(empty_db)
+    where = f'database "{empty_db.database}" at {empty_db.query["host"]}'
     lines = assert_ok(run("--database-url", url, "upgrade")).splitlines()
-    assert lines == [f'database "{empty_db.database}" at {empty_db.query["host"]}: base -> {HEAD}'], lines
+    assert lines[1:] == [f"{where}: base -> {HEAD}"], lines
     assert assert_ok(run("--database-url", url, "current")).strip() == f"{HEAD} (head)"
 
     lines = assert_ok(run("--database-url", url, "downgrade", "base")).splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].endswith(f": {HEAD} -> base"), lines
+    assert len(lines) == 2, lines
+    assert lines[1].endswith(f": {HEAD} -> base"), lines
     assert assert_ok(run("--database-url", url, "current")).strip() == "base (not migrated)"
+
+
+def test_migrating_commands_name_their_target_before_they_act(empty_db: URL) -> None:
+    """The first line names the database and its host or socket, so a wrong target shows before anything runs."""
+    url = libpq_dsn(empty_db)
+    for args in (["upgrade", "0002"], ["downgrade", "base"]):
+        first = assert_ok(run("--database-url", url, *args)).splitlines()[0]
+        assert first.startswith(f"{args[0]}: "), first
+        assert f'database "{empty_db.database}"' in first, first
+        assert str(empty_db.query["host"]) in first, first
+
+
+def test_downgrade_minus_one_steps_back_one_revision(empty_db: URL) -> None:
+    url = libpq_dsn(empty_db)
+    assert_ok(run("--database-url", url, "upgrade", "0003"))
+    assert_ok(run("--database-url", url, "downgrade", "-1"))
+    assert migrate.current(empty_db) == "0002"
+
+
+def test_current_check_exits_1_unless_at_head(empty_db: URL) -> None:
+    url = libpq_dsn(empty_db)
+    for rev in ("base", "0005"):
+        if rev != "base":
+            assert_ok(run("--database-url", url, "upgrade", rev))
+        result = run("--database-url", url, "current", "--check")
+        assert result.returncode == 1, describe(result)
+    assert_ok(run("--database-url", url, "upgrade"))
+    assert_ok(run("--database-url", url, "current", "--check"))
+
+
+def test_a_failed_upgrade_says_at_which_revision_it_stopped(empty_db: URL) -> None:
+    """Each revision commits alone: a lock wait in 0017 leaves the database at 0016, and the line says so."""
+    migrate.upgrade(empty_db, "0013")
+    with psycopg.connect(libpq_dsn(empty_db)) as blocker:
+        blocker.execute("LOCK TABLE platform.audit_logs IN ACCESS SHARE MODE")
+        result = run("--database-url", libpq_dsn(empty_db), "upgrade", "--lock-timeout", "1s")
+    line = assert_one_line_error(result, ("upgrade to head stopped at 0016", "lock timeout"))
+    assert migrate.current(empty_db) == "0016", line
+
+
+def test_a_bad_lock_timeout_is_one_line(db: URL) -> None:
+    assert_one_line_error(run("--database-url", libpq_dsn(db), "upgrade", "--lock-timeout", "soon"), "soon")
+
+
+def test_a_migrator_without_privileges_is_told_why(server: Server) -> None:
+    """A non-superuser migrator is refused with PostgreSQL's own explanation where it has one (DETAIL/HINT)."""
+    with server.admin() as conn:
+        conn.execute("DROP ROLE IF EXISTS weak_migrator")
+        conn.execute("CREATE ROLE weak_migrator LOGIN CREATEDB")
+        conn.execute("CREATE DATABASE weak_target OWNER weak_migrator")
+    try:
+        dsn = server.dsn("weak_target").replace("postgresql://postgres@", "postgresql://weak_migrator@", 1)
+        # PostgreSQL 15 says "must have CREATEROLE privilege"; 16 and later say "permission denied" and explain
+        # CREATEROLE in a DETAIL, which the line keeps.
+        assert_one_line_error(run("--database-url", dsn, "upgrade"), ("stopped at 0008", "CREATEROLE"))
+    finally:
+        server.drop_database("weak_target")
+        with server.admin() as conn:
+            conn.execute("DROP ROLE weak_migrator")
 
 
 def test_history_lists_every_revision() -> None:

@@ -52,7 +52,7 @@ class _Group(OneLineErrors, click.Group):
 
 
 def fail(message: str, code: int = 1) -> None:
-    click.echo(f"platformdb: error: {message}", err=True)
+    click.echo(f"platformdb: error: {' '.join(message.split())}", err=True)  # one line, whatever click wrapped
     sys.exit(code)
 
 

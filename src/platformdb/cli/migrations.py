@@ -23,9 +23,10 @@ _REVISION_ARGS: dict[str, Any] = {"context_settings": {"ignore_unknown_options":
 
 
 def _migrate(ctx: click.Context, direction: str, revision: str, lock_timeout: str | None) -> None:
+    migrate.check_revision(revision)
     url = database_url(ctx)
     before = migrate.current(url)
-    click.echo(f"{direction} {where(url)} ({display(url)}) from {before or 'base'} to {revision}", err=True)
+    console.print(f"{direction}: {where(url)} ({display(url)}), {before or 'base'} -> {revision}")
     step = migrate.upgrade if direction == "upgrade" else migrate.downgrade
     step(url, revision, lock_timeout=lock_timeout)
     console.print(f"{where(url)}: {before or 'base'} -> {migrate.current(url) or 'base'}")
