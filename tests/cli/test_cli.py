@@ -263,8 +263,13 @@ def test_unknown_revision(command: str, db: URL, reliability: Record) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["audit", "verify"], ["partitions", "ensure"], ["partitions", "prune", "--retain", "30"], ["watchdog"],
-     ["roles", "grant-login", "svc_x", "--role", "readonly"]],  # fmt: skip
+    [
+        ["audit", "verify"],
+        ["partitions", "ensure"],
+        ["partitions", "prune", "--retain", "30"],
+        ["watchdog"],
+        ["roles", "grant-login", "svc_x", "--role", "readonly"],
+    ],
     ids=["audit-verify", "partitions-ensure", "partitions-prune", "watchdog", "grant-login"],
 )
 @pytest.mark.parametrize("at", ["base", "0012"])

@@ -29,9 +29,9 @@ _script = Path(sysconfig.get_path("scripts")) / "alembic"
 ALEMBIC = [str(_script)] if _script.exists() else [sys.executable, "-m", "alembic"]
 
 
-def alembic(tmp_path: Path, *args: str, ini_url: str | None = None, env: Mapping[str, str] | None = None) -> (
-    subprocess.CompletedProcess[str]
-):
+def alembic(
+    tmp_path: Path, *args: str, ini_url: str | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``alembic -c INI ARGS`` as a user runs it, with an alembic.ini naming ``ini_url`` (if any), an empty
     PLATFORMDB_HOME (so a server started by mistake would show) and no URL in the environment unless given."""
     ini = tmp_path / "alembic.ini"
