@@ -5,8 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG15_BIN := /usr/lib/postgresql/15/bin
-# The embedded server keeps its data here (see README); override to put it elsewhere.
-export PLATFORMDB_HOME ?= $(CURDIR)/.platformdb
+# The embedded server keeps its data where the bare `platformdb` command does ($PLATFORMDB_HOME, else
+# ~/.local/share/platformdb), so `platformdb server status` after `make demo` sees the same server.
 
 .PHONY: demo test lint typecheck snapshot docs reliability server-stop clean system-deps
 .PHONY: bench

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -457,6 +458,49 @@ def test_embedded_server_lifecycle(embedded_home: Path) -> None:
 
     # What `start` prints can be copied (or grepped from a log) as it is: the URL is not broken over lines.
     assert f"url: {url}" in started.stdout.splitlines(), describe(started)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_embedded_server_listens_on_loopback_for_tcp_clients(embedded_home: Path) -> None:
+    """JDBC and other clients that cannot use a Unix socket: --listen 127.0.0.1, with a password over TCP."""
+    everywhere = "0.0.0.0"  # noqa: S104 (the address the command must refuse)
+    assert_one_line_error(run("server", "start", "--listen", everywhere), ("loopback address", everywhere))
+    assert not (embedded_home / "pgdata").exists(), "a refused --listen started a server"
+
+    port = _free_port()
+    started = assert_ok(run("server", "start", "--listen", "127.0.0.1", "--port", str(port)))
+    assert f"tcp: 127.0.0.1:{port}" in started, started
+    assert f"tcp 127.0.0.1:{port}" in assert_ok(run("server", "status")), "status does not say it listens"
+    tcp_url = assert_ok(run("server", "url", "--tcp")).strip()
+    assert tcp_url.startswith("postgresql://postgres:"), tcp_url
+    assert f"@127.0.0.1:{port}/platformdb" in tcp_url, tcp_url
+    with psycopg.connect(tcp_url, connect_timeout=10) as conn:
+        assert conn.execute("SELECT inet_client_addr()::text").fetchone() == ("127.0.0.1/32",)
+    # Over TCP the password is required (initdb's host lines trusted every local user).
+    wrong = tcp_url.replace(tcp_url.split("@")[0], "postgresql://postgres:wrong")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wrong, connect_timeout=10).close()
+    assert (embedded_home / "tcp-password").stat().st_mode & 0o077 == 0
+
+    # It is kept for the next start; a different one is refused while running; `none` goes back to the socket.
+    assert_ok(run("server", "stop"))
+    assert f"tcp: 127.0.0.1:{port}" in assert_ok(run("server", "start"))
+    assert_one_line_error(run("server", "start", "--listen", "::1", "--port", str(port)), "server stop")
+    assert_ok(run("server", "stop"))
+    assert "tcp:" not in assert_ok(run("server", "start", "--listen", "none"))
+    assert_one_line_error(run("server", "url", "--tcp"), "socket only")
+
+
+def test_make_and_the_cli_share_one_home() -> None:
+    """`make demo` and a bare `platformdb server status` look at the same embedded server: the Makefile does not
+    put it elsewhere."""
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert not re.search(r"^\s*(export\s+)?PLATFORMDB_HOME\s*[:?+]?=", makefile, re.MULTILINE)
 
 
 # --- version and help ----------------------------------------------------------------------------------

