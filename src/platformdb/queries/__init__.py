@@ -1,8 +1,9 @@
 """The query catalog: every query the platform's microservices run against platformdb, by name.
 
 One module per bounded context, in the registry's order (:mod:`platformdb.contexts`). Each :class:`Query`
-names its caller and the group roles that run it, and says whether it is a point lookup or a range read; the plan checks (``tests/perf``)
-EXPLAIN every one of them, and every index's COMMENT names the query it serves.
+names its caller and the group roles that run it, and says whether it is a point lookup or a range read; the
+plan checks (``tests/perf``) EXPLAIN every one of them, and every index's COMMENT names the query it serves.
+:meth:`Query.execute` runs one on a SQLAlchemy Session or Connection or a psycopg connection.
 """
 
 from __future__ import annotations

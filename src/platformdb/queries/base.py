@@ -45,6 +45,10 @@ class Row(tuple[Any, ...]):
     def _asdict(self) -> dict[str, Any]:
         return dict(zip(self._fields, self, strict=True))
 
+    def _replace(self, **changes: Any) -> Row:
+        """A copy with some columns changed (as a NamedTuple's ``_replace``)."""
+        return type(self)(changes.get(name, value) for name, value in zip(self._fields, self, strict=True))
+
 
 def _rows(names: tuple[str, ...], values: list[Any]) -> list[Row]:
     shape = type("Row", (Row,), {"__slots__": (), "_fields": names})
