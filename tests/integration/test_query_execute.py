@@ -44,7 +44,7 @@ def run(request: pytest.FixtureRequest, engine: Engine, conn: psycopg.Connection
     def on_psycopg(query: Query, params: dict[str, Any]) -> list[Row]:
         return query.execute(conn, **params)
 
-    return {"session": on_session, "connection": on_connection, "psycopg": on_psycopg}[request.param]  # type: ignore[return-value]
+    return {"session": on_session, "connection": on_connection, "psycopg": on_psycopg}[request.param]
 
 
 def test_rows_have_the_columns_as_attributes_and_keys(run: Run, make: Make) -> None:
