@@ -10,11 +10,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from platformdb.actor import set_actor
 from platformdb.db import engine as make_engine
+from platformdb.db import libpq_dsn
 from platformdb.queries import CATALOG, Query, Row
 from platformdb.queries.base import bind_style
 from platformdb.queries.delivery import FIRST_PAGE, PAGE_SIZE
@@ -92,6 +94,14 @@ def test_the_same_rows_on_every_runner(engine: Engine, conn: psycopg.Connection[
         via_connection = query.execute(connection, **params)
     assert via_session == via_connection == query.execute(conn, **params) == [(True,)]
     assert via_session[0].allowed is True
+
+
+def test_a_psycopg_connection_with_another_row_factory(db: URL, make: Make) -> None:
+    team = make.team()
+    service = make.service(owner_team_id=team, name="billing")
+    with psycopg.connect(libpq_dsn(db), row_factory=dict_row) as dict_conn:
+        rows = CATALOG["catalog.services_of_team"].execute(dict_conn, team_id=team)
+    assert [(r.id, r.name) for r in rows] == [(service, "billing")]
 
 
 def test_a_missing_or_unknown_parameter_is_refused_before_anything_runs(conn: psycopg.Connection[Any]) -> None:

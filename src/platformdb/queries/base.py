@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
+from psycopg.rows import tuple_row
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -108,8 +109,8 @@ class Query:
         if missing or unknown:
             raise TypeError(f"{self.name}: missing {sorted(missing)}, unknown {sorted(unknown)} parameters")
         if isinstance(conn, psycopg.Connection):
-            cur = conn.execute(self.sql, params)
-            names = tuple(c.name for c in cur.description or ())
-            return _rows(names, cur.fetchall())
+            with conn.cursor(row_factory=tuple_row) as cur:  # whatever row factory the connection has
+                cur.execute(self.sql, params)
+                return _rows(tuple(c.name for c in cur.description or ()), cur.fetchall())
         result = conn.execute(text(bind_style(self.sql)), params)
         return _rows(tuple(result.keys()), list(result.all()))
