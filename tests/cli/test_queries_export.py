@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from platformdb.db import libpq_dsn
+from platformdb.migrate import head
 from platformdb.queries import CATALOG
 from platformdb.workbench.samplers import Sampler, draw
 from tests.cli.test_cli import assert_ok, assert_one_line_error, cli_home, run
@@ -42,6 +43,7 @@ def test_export_writes_one_sqlc_file_per_query_and_a_typed_manifest(seeded: Seed
     manifest = _export(seeded, tmp_path, "sql")
     entries = {e["name"]: e for e in manifest["queries"]}
     assert list(entries) == list(CATALOG)
+    assert manifest["revision"] == head()
     for name, query in CATALOG.items():
         entry = entries[name]
         text = (tmp_path / entry["file"]).read_text()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.pq import ExecStatus
 
+from platformdb.migrate import head
 from platformdb.queries import CATALOG, Query
 
 Format = Literal["sql", "json"]
@@ -133,5 +134,6 @@ def write(exported: list[Exported], out: Path, fmt: Format) -> list[Path]:
         entries.append(asdict(query))
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST
-    manifest.write_text(json.dumps({"format": 1, "queries": entries}, indent=2) + "\n")
+    document = {"format": 1, "revision": head(), "queries": entries}  # the schema revision the types are of
+    manifest.write_text(json.dumps(document, indent=2) + "\n")
     return [*written, manifest]
