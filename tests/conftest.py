@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
+from rich.console import Console
 from sqlalchemy.engine import URL
 
 from platformdb import migrate
+from platformdb.workbench.seed import SeedReport, seed
 from tests.factories import Make
 from tests.pg import TEMPLATE, DatabasePool, Server, server_bins
 from tests.reliability.plugin import pytest_runtest_makereport, reliability, reliability_summary
@@ -51,6 +54,27 @@ def databases(server: Server, template: str) -> Iterator[DatabasePool]:
     pool = DatabasePool(server, template)
     yield pool
     pool.close()
+
+
+SCALE = 1
+SEED = 1
+
+
+@dataclass(frozen=True)
+class Seeded:
+    url: URL
+    report: SeedReport
+
+
+@pytest.fixture(scope="session")
+def seeded(server: Server, template: str) -> Iterator[Seeded]:
+    """A clone of the migrated template loaded by ``platformdb seed --scale 1`` (and so ANALYZEd), shared by the
+    tests that run catalog queries on realistic data (perf, query grants, export); read-only use."""
+    name = server.create_database(template, prefix="seeded")
+    url = server.url(name)
+    report = seed(url, scale=SCALE, seed=SEED, console=Console(quiet=True))
+    yield Seeded(url, report)
+    server.drop_database(name)
 
 
 @pytest.fixture

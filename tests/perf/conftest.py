@@ -1,38 +1,15 @@
-"""One seeded database per server (scale 1), shared by the performance tests."""
+"""The performance tests share one seeded database per server (scale 1: ``seeded``, in tests/conftest.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
-from rich.console import Console
-from sqlalchemy.engine import URL
 
 from platformdb.db import libpq_dsn
-from platformdb.workbench.seed import SeedReport, seed
-from tests.pg import Server
-
-SCALE = 1
-SEED = 1
-
-
-@dataclass(frozen=True)
-class Seeded:
-    url: URL
-    report: SeedReport
-
-
-@pytest.fixture(scope="session")
-def seeded(server: Server, template: str) -> Iterator[Seeded]:
-    """A clone of the migrated template loaded by ``platformdb seed --scale 1`` (and so ANALYZEd)."""
-    name = server.create_database(template, prefix="seeded")
-    url = server.url(name)
-    report = seed(url, scale=SCALE, seed=SEED, console=Console(quiet=True))
-    yield Seeded(url, report)
-    server.drop_database(name)
+from tests.conftest import Seeded
 
 
 @pytest.fixture(scope="module")

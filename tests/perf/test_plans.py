@@ -9,7 +9,10 @@ from the data, on PostgreSQL 18 and 15. One test per rule, parametrized over the
   Nor an index scan without an index condition that filters: that walks the whole index, a seq scan in disguise;
 - a time-windowed query reads only the partitions of its window, in the custom plan (pruned while planning)
   and in the generic plan a prepared statement gets after five executions (pruned when execution starts);
-- a plan shows every table it reads: no Function Scan hides one (platform.effective_configuration is inlined);
+- a plan shows every table it reads: no Function Scan hides one. The read API the catalog calls
+  (platform.may_user_do, effective_configuration, configuration_at_deployment) is SECURITY DEFINER, which the
+  planner never inlines: every check here EXPLAINs such a query as the function's body, with the query's
+  parameters in place of the function's arguments (what the function plans when it runs);
 - a keyset page of a long deployment history reads the index backwards from the cursor into a Limit: the
   history is never sorted; a page of what runs where walks the services' name index into a Limit, one probe
   per service;
@@ -18,6 +21,7 @@ from the data, on PostgreSQL 18 and 15. One test per rule, parametrized over the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import re
@@ -110,11 +114,36 @@ def draws(
     return [draw(query, Sampler(conn, random.Random(f"{query.name}:{i}"), cache)) for i in range(n)]  # noqa: S311
 
 
+_CALL = re.compile(r"\bplatform\.(\w+)\(((?:\s*%\(\w+\)s\s*,?)*)\)")
+
+
+def planned(conn: psycopg.Connection[Any], query: Query) -> Query:
+    """``query`` as what the planner plans: a call of a SECURITY DEFINER function of platform (never inlined)
+    replaced by the function's body, its arguments by the query's parameters."""
+    call = _CALL.search(query.sql)
+    if not call:
+        return query
+    row = conn.execute(
+        """SELECT p.prosrc, p.proargnames FROM pg_proc p
+            WHERE p.pronamespace = 'platform'::regnamespace AND p.proname = %s AND p.prosecdef""",
+        (call[1],),
+    ).fetchone()
+    if row is None:
+        return query
+    body, names = str(row[0]), list(row[1])
+    arguments = [a.strip() for a in call[2].split(",")]
+    for name, argument in zip(names, arguments, strict=False):  # OUT columns follow the arguments
+        body = re.sub(rf"\b{name}\b", argument, body)
+    return dataclasses.replace(query, sql=body)
+
+
 def _explain(
     conn: psycopg.Connection[Any], query: Query, params: dict[str, Any], plan_kind: str, options: str
 ) -> list[tuple[Any, ...]]:
     """EXPLAIN (options) the custom plan (what a one-off execution with these parameters gets) or the generic
-    plan of the prepared statement (what it runs after five executions; shown after initial pruning)."""
+    plan of the prepared statement (what it runs after five executions; shown after initial pruning). A call of
+    the read API is EXPLAINed as the function's body (:func:`planned`)."""
+    query = planned(conn, query)
     if plan_kind == "custom":
         return conn.execute(f"EXPLAIN ({options}) {query.sql}", params).fetchall()
     conn.execute(f"PREPARE plan_check AS {query.positional_sql()}")

@@ -16,7 +16,7 @@ from platformdb.cli import main
 from platformdb.db import display
 from platformdb.errors import UserError
 from platformdb.workbench.seed import Dataset, generate, seed
-from tests.perf.conftest import SCALE, SEED, Seeded
+from tests.conftest import SCALE, SEED, Seeded
 
 NOW = dt.datetime(2026, 3, 14, 15, 9, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""``platformdb docs | lint``: schema review tools that read the live catalogs."""
+"""``platformdb docs | lint | queries export``: schema review tools that read the live catalogs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import click
 from platformdb.cli.app import cli, console, database_url, where
 from platformdb.db import connect
 from platformdb.errors import NotMigratedError, UserError
+from platformdb.migrate import require_head
 from platformdb.models import SCHEMA
-from platformdb.review import docs, lint
+from platformdb.review import docs, export, lint
 from platformdb.review.introspect import read_schema
 
 
@@ -62,3 +63,29 @@ def lint_command(ctx: click.Context, schema: str) -> None:
     click.echo(summary, err=True)
     if findings:
         sys.exit(1)
+
+
+@cli.group("queries")
+def queries_group() -> None:
+    """The query catalog, for services in other languages."""
+
+
+@queries_group.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(export.FORMATS),
+    default="sql",
+    show_default=True,
+    help="sql: one <context>/<name>.sql per query (sqlc header, $1 parameters) and manifest.json; "
+    "json: manifest.json alone, the SQL inside.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Directory to write.")
+@click.pass_context
+def queries_export_command(ctx: click.Context, fmt: export.Format, out: Path) -> None:
+    """Write the query catalog with parameter and column types, as a database at head describes them."""
+    url = database_url(ctx)
+    require_head(url)
+    with connect(url, autocommit=True) as conn:
+        written = export.write(export.catalog(conn), out, fmt)
+    console.print(f"wrote {len(written)} files to {out}")

@@ -71,12 +71,28 @@ CREATE TRIGGER trg_configuration_versions_append_only
 CREATE TRIGGER trg_configuration_versions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.configuration_versions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('configuration_id,version', 'secret_ref');
 
+-- Who may read secret references through the read API below (revision 0023): whoever may read the column
+-- (configuration, the owner) and delivery, which hands them to what it deploys. Those functions run as their
+-- owner, so the caller is the role the session acts as: SET ROLE's, else the login (a SECURITY DEFINER function
+-- cannot SET ROLE, so neither can be changed from inside one). Not pinned to a search_path, so that it inlines:
+-- it runs inside functions that pin theirs.
+CREATE FUNCTION platform.caller_reads_secret_refs() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT pg_has_role(c.name, 'platform_delivery', 'USAGE')
+      OR has_column_privilege(c.name, 'platform.configuration_versions', 'secret_ref', 'SELECT')
+    FROM (SELECT coalesce(nullif(current_setting('role'), 'none'), session_user) AS name) c
+$$;
+COMMENT ON FUNCTION platform.caller_reads_secret_refs() IS 'Whether the role the session acts as (SET ROLE, else the login) may read secret references: it may SELECT configuration_versions.secret_ref, or it is platform_delivery.';
+
 -- For each key of the service: the environment override if it has a live (not deleted) latest version,
 -- else the service-wide default's live latest version; keys whose only live versions are deleted vanish.
+-- SECURITY DEFINER (revision 0023): delivery and read-only call it without reading the tables; secret
+-- references only for platform.caller_reads_secret_refs(). Not inlined: its body is planned on its own.
 CREATE FUNCTION platform.effective_configuration(p_service_id uuid, p_environment_id uuid)
 RETURNS TABLE (configuration_id uuid, key text, version integer, kind text, value jsonb, secret_ref text)
-LANGUAGE sql STABLE AS $$
-  SELECT DISTINCT ON (c.key) c.id, c.key, v.version, v.kind, v.value, v.secret_ref
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT DISTINCT ON (c.key) c.id, c.key, v.version, v.kind, v.value,
+         CASE WHEN (SELECT platform.caller_reads_secret_refs()) THEN v.secret_ref END
     FROM platform.configurations c
     CROSS JOIN LATERAL (
       SELECT cv.version, cv.kind, cv.value, cv.secret_ref
@@ -89,7 +105,28 @@ LANGUAGE sql STABLE AS $$
      AND v.kind <> 'deleted'
    ORDER BY c.key, c.environment_id NULLS LAST
 $$;
-COMMENT ON FUNCTION platform.effective_configuration(uuid, uuid) IS 'The configuration in force for a service in an environment: per key, the live override, else the live default.';
+COMMENT ON FUNCTION platform.effective_configuration(uuid, uuid) IS 'The configuration in force for a service in an environment: per key, the live override, else the live default. Secret references only for callers that may read them (platform.caller_reads_secret_refs), else NULL.';
+
+-- The exact configuration versions in force when a deployment was created (trg_deployments_capture_configuration
+-- recorded them): each recorded key looked up by primary key, its slot and its version. OFFSET 0 keeps that plan
+-- at every size (on tables of a few pages the planner would rather hash them whole, which does not scale).
+CREATE FUNCTION platform.configuration_at_deployment(p_deployment_id uuid)
+RETURNS TABLE (key text, environment_id uuid, version integer, kind text, value jsonb, secret_ref text,
+               created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT x.key, x.environment_id, dc.version, x.kind, x.value,
+         CASE WHEN (SELECT platform.caller_reads_secret_refs()) THEN x.secret_ref END, x.created_at
+    FROM platform.deployment_configurations dc
+    CROSS JOIN LATERAL (
+      SELECT c.key, c.environment_id, v.kind, v.value, v.secret_ref, v.created_at
+        FROM platform.configurations c
+        JOIN platform.configuration_versions v ON v.configuration_id = c.id
+       WHERE c.id = dc.configuration_id
+         AND v.version = dc.version
+      OFFSET 0) x
+   WHERE dc.deployment_id = p_deployment_id
+$$;
+COMMENT ON FUNCTION platform.configuration_at_deployment(uuid) IS 'The configuration versions in force when a deployment was created (as recorded by trg_deployments_capture_configuration), in no order. Secret references only for callers that may read them (platform.caller_reads_secret_refs), else NULL.';
 
 -- SECURITY DEFINER: deployment_configurations is written only by this trigger.
 CREATE FUNCTION platform.capture_deployment_configuration() RETURNS trigger

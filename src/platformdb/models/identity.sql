@@ -84,3 +84,23 @@ CREATE TRIGGER trg_role_grants_keys_immutable BEFORE UPDATE ON platform.role_gra
 -- Rejected writes show no value of this table's secrets, hashes or personal data (see platform.check_quietly).
 CREATE TRIGGER trg_users_validated BEFORE INSERT OR UPDATE ON platform.users
   FOR EACH ROW EXECUTE FUNCTION platform.check_quietly();
+
+-- Read API (revision 0023): the authorization check every service's middleware runs. SECURITY DEFINER so that a
+-- service reads the answer, not the grants: no service but identity (and read-only) may read role_grants.
+CREATE FUNCTION platform.may_user_do(p_user_id uuid, p_permission text, p_service_id uuid, p_environment_id uuid)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT EXISTS (
+    SELECT
+      FROM platform.role_grants g
+      JOIN platform.users u ON u.id = g.user_id
+      JOIN platform.role_permissions rp ON rp.role_id = g.role_id
+      JOIN platform.permissions p ON p.id = rp.permission_id
+     WHERE g.user_id = p_user_id
+       AND u.deactivated_at IS NULL
+       AND p.name = p_permission
+       AND (g.service_id IS NULL OR g.service_id = p_service_id)
+       AND (g.environment_id IS NULL OR g.environment_id = p_environment_id)
+       AND (g.expires_at IS NULL OR g.expires_at > now()))
+$$;
+COMMENT ON FUNCTION platform.may_user_do(uuid, text, uuid, uuid) IS 'May this user use this permission on this service in this environment? A grant counts when its scope is NULL (any) or matches, it has not expired, and the user is active. SECURITY DEFINER: callers need EXECUTE, not SELECT on the grants.';

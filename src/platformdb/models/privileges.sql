@@ -28,11 +28,14 @@ REVOKE ALL ON ALL TABLES IN SCHEMA platform FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA platform FROM PUBLIC;
 GRANT USAGE ON SCHEMA platform TO platform_identity, platform_catalog, platform_delivery, platform_configuration,
   platform_audit_reader, platform_metrics_writer, platform_readonly;
--- Key defaults call uuidv7(); effective_configuration() is a read API.
+-- Key defaults call uuidv7(). The read API (revision 0023) is SECURITY DEFINER: its callers (the roles of the
+-- catalog queries that call it, platformdb.queries) need EXECUTE, not the tables. No function is PUBLIC's.
 GRANT EXECUTE ON FUNCTION platform.uuidv7() TO platform_identity, platform_catalog, platform_delivery,
   platform_configuration, platform_metrics_writer;
-GRANT EXECUTE ON FUNCTION platform.effective_configuration(uuid, uuid) TO platform_configuration, platform_delivery,
-  platform_readonly;
+GRANT EXECUTE ON FUNCTION platform.may_user_do(uuid, text, uuid, uuid) TO platform_identity, platform_catalog,
+  platform_delivery, platform_configuration, platform_audit_reader, platform_metrics_writer, platform_readonly;
+GRANT EXECUTE ON FUNCTION platform.effective_configuration(uuid, uuid),
+  platform.configuration_at_deployment(uuid) TO platform_configuration, platform_delivery, platform_readonly;
 
 -- identity: owns users (never deleted), teams, memberships, roles, permissions, grants.
 GRANT SELECT, INSERT, UPDATE ON platform.users TO platform_identity;

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from platformdb.queries.base import Query, Window
+from platformdb.queries.roles import AUDIT_READER, READONLY
 
 ENTITY_TRAIL = Query(
     name="audit.entity_trail",
+    roles=(AUDIT_READER, READONLY),
     caller='audit service and the portal\'s "history" tab of any object: the newest changes of one entity. No '
     "time bound: every partition is probed through its index (a handful of rows each), newest first.",
     kind="point",
@@ -22,6 +24,7 @@ SELECT a.id, a.created_at, a.actor_name, a.action, a.request_id, a.before, a.aft
 
 ACTOR_ACTIVITY = Query(
     name="audit.actor_activity",
+    roles=(AUDIT_READER, READONLY),
     caller="audit service, for access reviews and incident forensics: what one user changed in a time window, "
     "newest first.",
     kind="range",
@@ -40,6 +43,7 @@ SELECT a.id, a.created_at, a.action, a.entity_type, a.entity_id, a.request_id
 
 LATEST_EVENTS = Query(
     name="audit.latest_events",
+    roles=(AUDIT_READER, READONLY),
     caller="audit service's live feed in the portal: the newest changes anywhere. Bounded by `since` (the feed "
     "shows the last day) so that only the partitions from `since` on are read.",
     kind="range",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from platformdb.queries.base import Query
+from platformdb.queries.roles import CATALOG, READONLY
 
 PAGE_SIZE = 50
 
 
 SERVICE_DIRECTORY = Query(
     name="catalog.service_directory",
+    roles=(CATALOG, READONLY),
     caller="the developer portal's service directory and `list services` in the platform CLI: every service in "
     "name order, one keyset page at a time (the cursor is the last name of the previous page, '' for the first). "
     "The unique index on name gives the order, so a page reads PAGE_SIZE entries whatever the number of services.",
@@ -24,6 +26,7 @@ SELECT s.id, s.name, s.status, s.tier
 
 SERVICES_OF_TEAM = Query(
     name="catalog.services_of_team",
+    roles=(CATALOG, READONLY),
     caller="catalog service and the developer portal's team page: the services a team owns.",
     kind="point",
     sql="""
@@ -36,6 +39,7 @@ SELECT s.id, s.name, s.status, s.tier
 
 TRANSITIVE_DEPENDENTS = Query(
     name="catalog.transitive_dependents",
+    roles=(CATALOG, READONLY),
     caller="catalog service (blast radius), before a risky production deployment and during incidents: every "
     "service that depends on this one directly or through others. UNION (not UNION ALL) keeps each service once, "
     "which also ends the walk on dependency cycles.",

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 
 from platformdb.queries.base import Query
+from platformdb.queries.roles import DELIVERY, READONLY
 
 FIRST_PAGE = {
     "before_created_at": dt.datetime.max.replace(tzinfo=dt.UTC),
@@ -17,6 +18,7 @@ PAGE_SIZE = 50
 
 RUNNING_IN_ENVIRONMENT = Query(
     name="delivery.running_in_environment",
+    roles=(DELIVERY, READONLY),
     caller='delivery service and the portal\'s environment dashboard ("what runs where"): per service, the '
     "latest succeeded deployment in one environment, a keyset page of services in name order at a time (the "
     "cursor is the last service name of the previous page, '' for the first). The services' name index gives "
@@ -43,6 +45,7 @@ SELECT s.id AS service_id, s.name, d.id AS deployment_id, d.version, d.deployed_
 
 DEPLOYMENT_HISTORY = Query(
     name="delivery.deployment_history",
+    roles=(DELIVERY, READONLY),
     caller="delivery service's API and the portal's service page: a service's deployments newest first, one "
     "keyset page at a time. The cursor is the (created_at, id) of the last row of the previous page (FIRST_PAGE "
     "for the first); the row comparison is an index condition, so a page reads PAGE_SIZE index entries "
@@ -60,6 +63,7 @@ SELECT d.id, d.version, d.environment_id, d.status, d.created_at, d.deployed_at
 
 ACTIVE_DEPLOYMENTS = Query(
     name="delivery.active_deployments",
+    roles=(DELIVERY, READONLY),
     caller="delivery service's rollout controller, polling every few seconds: every deployment pending or in "
     "progress, oldest first, by id (the controller keeps service and environment names in its cache). The "
     "partial index ix_deployments_created_at_active holds only these rows, in this order: no sort, no join.",
@@ -74,6 +78,7 @@ SELECT d.id, d.service_id, d.environment_id, d.version, d.status, d.created_at, 
 
 DEPLOYMENT_TIMELINE = Query(
     name="delivery.deployment_timeline",
+    roles=(DELIVERY, READONLY),
     caller="delivery service's API and the portal's deployment page: the statuses one deployment went through, "
     "in order.",
     kind="point",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from platformdb.queries.base import Query
+from platformdb.queries.roles import EVERY_ROLE, IDENTITY, READONLY
 
 LOGIN_BY_EMAIL = Query(
     name="identity.login_by_email",
+    roles=(IDENTITY,),
     caller="identity service, on every sign-in: the active account for an address, compared case-insensitively "
     "(served by the expression index uq_users_email_lower).",
     kind="point",
@@ -20,29 +22,20 @@ SELECT u.id, u.email, u.display_name, u.password_hash
 
 MAY_USER_DO = Query(
     name="identity.may_user_do",
+    roles=(*EVERY_ROLE,),
     caller="every service's authorization middleware, on each mutating request: may this user use this "
     "permission on this service in this environment? A grant counts when its scope is NULL (any) or matches, it "
-    "has not expired, and the user is active.",
+    "has not expired, and the user is active. platform.may_user_do() is SECURITY DEFINER: a service needs EXECUTE "
+    "on it, not SELECT on the grants.",
     kind="point",
     sql="""
-SELECT EXISTS (
-  SELECT
-    FROM platform.role_grants g
-    JOIN platform.users u ON u.id = g.user_id
-    JOIN platform.role_permissions rp ON rp.role_id = g.role_id
-    JOIN platform.permissions p ON p.id = rp.permission_id
-   WHERE g.user_id = %(user_id)s
-     AND u.deactivated_at IS NULL
-     AND p.name = %(permission)s
-     AND (g.service_id IS NULL OR g.service_id = %(service_id)s)
-     AND (g.environment_id IS NULL OR g.environment_id = %(environment_id)s)
-     AND (g.expires_at IS NULL OR g.expires_at > now())
-) AS allowed
+SELECT platform.may_user_do(%(user_id)s, %(permission)s, %(service_id)s, %(environment_id)s) AS allowed
 """,
 )
 
 TEAMS_OF_USER = Query(
     name="identity.teams_of_user",
+    roles=(IDENTITY, READONLY),
     caller="identity service and the developer portal's profile page: the teams a user belongs to, with the "
     "user's role in each.",
     kind="point",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from platformdb.queries.base import Query, Window
+from platformdb.queries.roles import METRICS_WRITER, READONLY
 
 # date_bin's origin, TIMESTAMPTZ '2000-01-01 00:00:00+00': buckets start on whole minutes and quarter hours, UTC.
 
 
 SERIES_OF_SERVICE = Query(
     name="monitoring.series_of_service",
+    roles=(METRICS_WRITER, READONLY),
     caller="monitoring service and the portal's metrics tab: every series of a service (metric, environment, "
     "labels), to pick what to chart.",
     kind="range",
@@ -23,6 +25,7 @@ SELECT s.id, m.name AS metric, m.unit, s.environment_id, s.labels, s.created_at
 
 SERIES_BUCKETS_1H = Query(
     name="monitoring.series_buckets_1h",
+    roles=(METRICS_WRITER, READONLY),
     caller="monitoring service's chart API (the default dashboard view): one series over the last hour, "
     "per minute: average, minimum, maximum and number of samples.",
     kind="range",
@@ -41,6 +44,7 @@ SELECT date_bin('1 minute', x.sampled_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') 
 
 SERIES_BUCKETS_24H = Query(
     name="monitoring.series_buckets_24h",
+    roles=(METRICS_WRITER, READONLY),
     caller="monitoring service's chart API (the day view): one series over the last 24 hours, per 15 minutes.",
     kind="range",
     sql="""
@@ -59,6 +63,7 @@ SELECT date_bin('15 minutes', x.sampled_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'
 
 LATEST_VALUES_OF_SERVICE = Query(
     name="monitoring.latest_values_of_service",
+    roles=(METRICS_WRITER, READONLY),
     caller="monitoring service's service overview and the alerting evaluator: the newest sample of every series "
     "of a service. `since` is the staleness horizon (a series silent for longer is not current): it lets the "
     "probes skip every older partition.",
