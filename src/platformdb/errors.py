@@ -16,4 +16,9 @@ class NotMigratedError(UserError):
         super().__init__(f"{where} {state}: run `platformdb upgrade` first")
 
 
-__all__ = ["NotMigratedError", "UserError"]
+class NoTransactionError(UserError):
+    """A transaction-local setting was asked for on a connection in autocommit mode outside a transaction: it
+    would vanish with its own statement. Open a transaction first (or pass ``local=False``)."""
+
+
+__all__ = ["NoTransactionError", "NotMigratedError", "UserError"]
