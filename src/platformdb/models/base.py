@@ -87,7 +87,7 @@ class Base(DeclarativeBase):
     type_annotation_map = TYPE_ANNOTATION_MAP
     # The flush fetches what the database assigned (server defaults, trigger-set columns) with INSERT/UPDATE
     # ... RETURNING, so an object never holds a stale or missing value after flush().
-    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
+    __mapper_args__ = {"eager_defaults": True}
     __volume__: ClassVar[str] = "small"
     """Expected row count class (reference, small, medium, large, huge), for the docs and the plan checks."""
     __partitioning__: ClassVar[Partitioning | None] = None

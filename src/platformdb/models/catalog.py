@@ -96,9 +96,7 @@ class ServiceDependency(CreatedOnly, Base):
         comment="The service it depends on.",
     )
 
-    service: Mapped[Service] = relationship(
-        back_populates="dependencies", foreign_keys=[service_id], lazy="raise"
-    )
+    service: Mapped[Service] = relationship(back_populates="dependencies", foreign_keys=[service_id], lazy="raise")
     depends_on: Mapped[Service] = relationship(
         back_populates="dependents", foreign_keys=[depends_on_service_id], lazy="raise"
     )

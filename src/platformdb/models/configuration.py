@@ -118,7 +118,7 @@ class ConfigurationVersion(CreatedOnly, Base):
     )
     value: Mapped[dict[str, Any] | None] = mapped_column(
         JSONB(none_as_null=True),  # None is SQL NULL (no value), not the JSON null the CHECKs refuse
-        comment="The setting as JSON (string, number, object...), at most 64 KiB as text; only for kind plain."
+        comment="The setting as JSON (string, number, object...), at most 64 KiB as text; only for kind plain.",
     )
     secret_ref: Mapped[str | None] = mapped_column(
         comment="URI of the secret in a secret manager (vault, aws-sm, gcp-sm, azure-kv or k8s), e.g. "

@@ -161,13 +161,13 @@ class Deployment(Timestamps, Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(
         server_onupdate=FetchedValue(),
         comment="When the rollout began: set by trigger trg_deployments_timestamps on entering in_progress "
-        "(the database clock; a given stamp within 30 s before to 5 s after it is kept), then frozen."
+        "(the database clock; a given stamp within 30 s before to 5 s after it is kept), then frozen.",
     )
     deployed_at: Mapped[dt.datetime | None] = mapped_column(
         server_onupdate=FetchedValue(),
         comment="When the rollout finished, whatever its outcome: set by trigger trg_deployments_timestamps on "
         "leaving an active status (the database clock; a given stamp within 30 s before to 5 s after it is kept), "
-        "then frozen."
+        "then frozen.",
     )
 
     release: Mapped[Release] = relationship(back_populates="deployments", lazy="raise")
