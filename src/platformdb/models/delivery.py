@@ -148,14 +148,16 @@ class Deployment(Timestamps, Base):
     status: Mapped[str] = mapped_column(
         server_default="pending",
         comment="pending, in_progress, succeeded, failed, cancelled or rolled_back; "
-        "transitions are checked by trigger trg_deployments_status_transition.",
+        "transitions are checked by trigger trg_deployments_status_transition; rolled_back is entered when a "
+        "rollback of the deployment succeeds (trg_deployments_rolled_back_by_rollback), and only then.",
     )
     deployed_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"),
         comment="Who started the deployment; NULL for automation.",
     )
     rollback_of_id: Mapped[uuid.UUID | None] = mapped_column(
-        comment="The earlier deployment (same service and environment) that this one rolls back."
+        comment="The earlier deployment (same service and environment) that this one rolls back; see "
+        "platform.start_rollback()."
     )
     # Both stamps are written by trigger trg_deployments_timestamps on a status move: fetched back by that flush.
     started_at: Mapped[dt.datetime | None] = mapped_column(

@@ -36,15 +36,33 @@ def upgrade() -> None:
     op.execute("REVOKE ALL ON FUNCTION platform.mark_rolled_back() FROM PUBLIC")
     op.execute("REVOKE ALL ON FUNCTION platform.start_rollback(uuid, text, uuid) FROM PUBLIC")
     op.execute("GRANT EXECUTE ON FUNCTION platform.start_rollback(uuid, text, uuid) TO platform_delivery")
+    op.execute(f"COMMENT ON COLUMN platform.deployments.status IS '{STATUS_COMMENT}'")
+    op.execute(f"COMMENT ON COLUMN platform.deployments.rollback_of_id IS '{ROLLBACK_OF_COMMENT}'")
 
 
 def downgrade() -> None:
+    op.execute(f"COMMENT ON COLUMN platform.deployments.rollback_of_id IS '{OLD_ROLLBACK_OF_COMMENT}'")
+    op.execute(f"COMMENT ON COLUMN platform.deployments.status IS '{OLD_STATUS_COMMENT}'")
     op.execute("DROP TRIGGER trg_deployments_rolled_back_by_rollback ON platform.deployments")
     op.execute("DROP TRIGGER trg_deployments_rolled_back_has_rollback ON platform.deployments")
     op.execute("DROP FUNCTION platform.start_rollback(uuid, text, uuid)")
     op.execute("DROP FUNCTION platform.mark_rolled_back()")
     op.execute("DROP FUNCTION platform.deployment_rolled_back_guard()")
 
+
+STATUS_COMMENT = (
+    "pending, in_progress, succeeded, failed, cancelled or rolled_back; transitions are checked by trigger"
+    " trg_deployments_status_transition; rolled_back is entered when a rollback of the deployment succeeds"
+    " (trg_deployments_rolled_back_by_rollback), and only then."
+)
+OLD_STATUS_COMMENT = (
+    "pending, in_progress, succeeded, failed, cancelled or rolled_back; transitions are checked by trigger"
+    " trg_deployments_status_transition."
+)
+ROLLBACK_OF_COMMENT = (
+    "The earlier deployment (same service and environment) that this one rolls back; see platform.start_rollback()."
+)
+OLD_ROLLBACK_OF_COMMENT = "The earlier deployment (same service and environment) that this one rolls back."
 
 # Frozen copy of the database-side SQL as it was when this revision landed (see models/delivery.sql for today's).
 ROLLBACKS = r"""
