@@ -7,7 +7,9 @@ The audit capture trigger reads four settings; services set them at the start of
 With ``local=True`` (the default) the settings are transaction-local (``set_config(..., true)``) and vanish
 at COMMIT or ROLLBACK, so a pooled connection never leaks one request's actor into the next. Call it inside
 the transaction; ``local=False`` keeps them for the whole connection (for workers acting as one identity).
-A write made without any of them is still audited, with ``db:<role>`` as the actor.
+A write made without any of them is still audited, with ``db:<role>`` as the actor. On a connection in
+autocommit mode outside a transaction, transaction-local settings would vanish with their own statement:
+``set_actor`` raises :class:`~platformdb.errors.NoTransactionError` there instead of doing nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from typing import Any
+
+import psycopg
+
+from platformdb.errors import NoTransactionError
 
 SETTINGS = ("platformdb.actor_id", "platformdb.actor_name", "platformdb.request_id", "platformdb.client_addr")
 _SQL = (
@@ -49,6 +55,24 @@ def set_actor(
     if hasattr(target, "get_bind") or hasattr(target, "dialect"):  # SQLAlchemy Session / Connection
         from sqlalchemy import text
 
+        if local:
+            connection = target.connection() if hasattr(target, "get_bind") else target
+            _require_transaction(connection.connection.dbapi_connection)
         target.execute(text(_SQL.replace("%(", ":").replace(")s", "")), params)
     else:  # psycopg connection or cursor
+        if local:
+            _require_transaction(getattr(target, "connection", target))
         target.execute(_SQL, params)
+
+
+def _require_transaction(dbapi_connection: Any) -> None:
+    """Refuse an autocommit psycopg connection that is not inside a transaction (``conn.transaction()``)."""
+    if (
+        isinstance(dbapi_connection, psycopg.Connection)
+        and dbapi_connection.autocommit
+        and dbapi_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    ):
+        raise NoTransactionError(
+            "set_actor: the connection is in autocommit mode outside a transaction, so transaction-local settings"
+            " would vanish at once; call it inside a transaction, or pass local=False"
+        )

@@ -45,4 +45,9 @@ def describe(exc: BaseException) -> str:
     return f"{line} ({' '.join(' '.join(p.split()) for p in extra)})" if extra else line
 
 
-__all__ = ["MigrationError", "NotMigratedError", "UserError", "describe"]
+class NoTransactionError(UserError):
+    """A transaction-local setting was asked for on a connection in autocommit mode outside a transaction: it
+    would vanish with its own statement. Open a transaction first (or pass ``local=False``)."""
+
+
+__all__ = ["MigrationError", "NoTransactionError", "NotMigratedError", "UserError", "describe"]

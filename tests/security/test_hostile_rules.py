@@ -502,13 +502,23 @@ def test_deployment_stamps_are_set_once_on_their_status_move_near_the_clock(
     must_refuse("cancelled", deployment("cancelled"), "deployed_at = 'infinity'")
     assert problems == []
 
-    # The valid writes, by the same writer: every move stamps what it should, near the clock, once.
+    # The valid writes, by the same writer: every move stamps what it should, near the clock, once. The move to
+    # rolled_back needs a succeeded rollback (trg_deployments_rolled_back_has_rollback, revision 0024), here of
+    # the same release, which the writer finishes first; the database then makes the move and the writer's own
+    # UPDATE changes no status.
+    environment = make.environment()
     row = writer.execute(
         "INSERT INTO platform.deployments (service_id, version, environment_id) VALUES (%s, '1.0.0', %s) RETURNING id",
-        (service, make.environment()),
+        (service, environment),
     ).fetchone()
     assert row is not None
     d = row[0]
+
+    def roll_back() -> None:
+        rollback = make.deployment(service, environment, rollback_of_id=d)
+        for status in ("in_progress", "succeeded"):
+            writer.execute("UPDATE platform.deployments SET status = %s WHERE id = %s", (status, rollback))
+
     near = f"BETWEEN clock_timestamp() - {TOLERANCE} AND clock_timestamp()"
     stamps = "SELECT started_at, deployed_at FROM platform.deployments WHERE id = %s"
     for status, check in (
@@ -517,6 +527,8 @@ def test_deployment_stamps_are_set_once_on_their_status_move_near_the_clock(
         ("rolled_back", "true"),
     ):
         before = conn.execute(stamps, (d,)).fetchone()
+        if status == "rolled_back":
+            roll_back()
         writer.execute("UPDATE platform.deployments SET status = %s WHERE id = %s", (status, d))
         assert conn.execute(f"SELECT status, {check} FROM platform.deployments WHERE id = %s", (d,)).fetchone() == (
             status,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from sqlalchemy import DDL, BigInteger, Connection, Identity, Index, MetaData, Text, event, func, text
+from sqlalchemy import DDL, BigInteger, Connection, FetchedValue, Identity, Index, MetaData, Text, event, func, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -76,7 +76,8 @@ an equivalent SQL function on 15-17 installed by the first migration under the s
 UUIDPk = Annotated[uuid.UUID, mapped_column(primary_key=True, server_default=NEW_ID)]
 BigIdPk = Annotated[int, mapped_column(BigInteger, Identity(always=True), primary_key=True)]
 CreatedAt = Annotated[dt.datetime, mapped_column(server_default=func.now())]
-UpdatedAt = Annotated[dt.datetime, mapped_column(server_default=func.now())]
+UpdatedAt = Annotated[dt.datetime, mapped_column(server_default=func.now(), server_onupdate=FetchedValue())]
+"""Set by trigger trg_<table>_updated_at on every UPDATE: ``server_onupdate`` makes the ORM fetch it back."""
 
 
 class Base(DeclarativeBase):
@@ -84,6 +85,9 @@ class Base(DeclarativeBase):
 
     metadata = metadata
     type_annotation_map = TYPE_ANNOTATION_MAP
+    # The flush fetches what the database assigned (server defaults, trigger-set columns) with INSERT/UPDATE
+    # ... RETURNING, so an object never holds a stale or missing value after flush().
+    __mapper_args__ = {"eager_defaults": True}
     __volume__: ClassVar[str] = "small"
     """Expected row count class (reference, small, medium, large, huge), for the docs and the plan checks."""
     __partitioning__: ClassVar[Partitioning | None] = None

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk
 from platformdb.models.identity import SLUG
+
+if TYPE_CHECKING:
+    from platformdb.models.delivery import Release
+    from platformdb.models.identity import Team
 
 SERVICE_STATUSES = ("incubating", "active", "deprecated", "retired")
 
@@ -57,6 +62,17 @@ class Service(Timestamps, Base):
         SmallInteger, server_default="3", comment="Criticality, 1 (most critical) to 4 (least)."
     )
 
+    owner_team: Mapped[Team] = relationship(back_populates="services", lazy="raise")
+    releases: Mapped[list[Release]] = relationship(back_populates="service", lazy="raise")
+    dependencies: Mapped[list[ServiceDependency]] = relationship(
+        back_populates="service", foreign_keys="ServiceDependency.service_id", lazy="raise"
+    )
+    """What this service depends on."""
+    dependents: Mapped[list[ServiceDependency]] = relationship(
+        back_populates="depends_on", foreign_keys="ServiceDependency.depends_on_service_id", lazy="raise"
+    )
+    """The services that depend on this one."""
+
 
 class ServiceDependency(CreatedOnly, Base):
     """That one service calls or otherwise needs another at run time."""
@@ -78,4 +94,9 @@ class ServiceDependency(CreatedOnly, Base):
         ForeignKey("services.id", ondelete="CASCADE"),
         primary_key=True,
         comment="The service it depends on.",
+    )
+
+    service: Mapped[Service] = relationship(back_populates="dependencies", foreign_keys=[service_id], lazy="raise")
+    depends_on: Mapped[Service] = relationship(
+        back_populates="dependents", foreign_keys=[depends_on_service_id], lazy="raise"
     )

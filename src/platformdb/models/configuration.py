@@ -8,12 +8,18 @@ secret manager. What was in force when a deployment was created is recorded in `
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, Index, Integer, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, FetchedValue, ForeignKey, ForeignKeyConstraint, Index, Integer, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from platformdb.models.base import Base, CreatedOnly, UUIDPk
+
+if TYPE_CHECKING:
+    from platformdb.models.catalog import Environment, Service
+    from platformdb.models.delivery import Deployment
+    from platformdb.models.identity import User
 
 VALUE_KINDS = ("plain", "secret", "deleted")
 SECRET_SCHEMES = ("vault", "aws-sm", "gcp-sm", "azure-kv", "k8s")
@@ -54,6 +60,12 @@ class Configuration(CreatedOnly, Base):
     key: Mapped[str] = mapped_column(
         comment="Setting name, e.g. HTTP_TIMEOUT or db.pool.size; at most 1000 keys per service "
         "(trigger trg_configurations_keys_per_service)."
+    )
+
+    service: Mapped[Service] = relationship(lazy="raise")
+    environment: Mapped[Environment | None] = relationship(lazy="raise")
+    versions: Mapped[list[ConfigurationVersion]] = relationship(
+        back_populates="configuration", order_by="ConfigurationVersion.version", lazy="raise"
     )
 
 
@@ -97,13 +109,16 @@ class ConfigurationVersion(CreatedOnly, Base):
     version: Mapped[int] = mapped_column(
         Integer,
         primary_key=True,
+        # Assigned by the trigger (no DDL default): the INSERT returns it, so the flush knows the identity.
+        server_default=FetchedValue(),
         comment="1, 2, 3... per key without gaps; assigned by trigger trg_configuration_versions_number.",
     )
     kind: Mapped[str] = mapped_column(
         comment="plain (value holds it), secret (secret_ref points at it) or deleted (key removed)."
     )
     value: Mapped[dict[str, Any] | None] = mapped_column(
-        comment="The setting as JSON (string, number, object...), at most 64 KiB as text; only for kind plain."
+        JSONB(none_as_null=True),  # None is SQL NULL (no value), not the JSON null the CHECKs refuse
+        comment="The setting as JSON (string, number, object...), at most 64 KiB as text; only for kind plain.",
     )
     secret_ref: Mapped[str | None] = mapped_column(
         comment="URI of the secret in a secret manager (vault, aws-sm, gcp-sm, azure-kv or k8s), e.g. "
@@ -113,6 +128,9 @@ class ConfigurationVersion(CreatedOnly, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"), comment="Who made the change; NULL for automation."
     )
+
+    configuration: Mapped[Configuration] = relationship(back_populates="versions", lazy="raise")
+    creator: Mapped[User | None] = relationship(lazy="raise")
 
 
 class DeploymentConfiguration(CreatedOnly, Base):
@@ -140,3 +158,7 @@ class DeploymentConfiguration(CreatedOnly, Base):
     )
     configuration_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="A key in force.")
     version: Mapped[int] = mapped_column(Integer, comment="The version of that key in force.")
+
+    # Written by trigger only (trg_deployments_capture_configuration): read-only here.
+    deployment: Mapped[Deployment] = relationship(back_populates="configurations", viewonly=True, lazy="raise")
+    configuration_version: Mapped[ConfigurationVersion] = relationship(viewonly=True, lazy="raise")

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     CheckConstraint,
+    FetchedValue,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship, remote
 
 from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, UUIDPk
+
+if TYPE_CHECKING:
+    from platformdb.models.catalog import Environment, Service
+    from platformdb.models.configuration import DeploymentConfiguration
+    from platformdb.models.identity import User
 
 DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("pending", "in_progress")
@@ -53,6 +60,10 @@ class Release(CreatedOnly, Base):
         ForeignKey("users.id", ondelete="RESTRICT"),
         comment="Who registered the release; NULL for CI systems.",
     )
+
+    service: Mapped[Service] = relationship(back_populates="releases", lazy="raise")
+    creator: Mapped[User | None] = relationship(lazy="raise")
+    deployments: Mapped[list[Deployment]] = relationship(back_populates="release", lazy="raise")
 
 
 class Deployment(Timestamps, Base):
@@ -137,24 +148,53 @@ class Deployment(Timestamps, Base):
     status: Mapped[str] = mapped_column(
         server_default="pending",
         comment="pending, in_progress, succeeded, failed, cancelled or rolled_back; "
-        "transitions are checked by trigger trg_deployments_status_transition.",
+        "transitions are checked by trigger trg_deployments_status_transition; rolled_back is entered when a "
+        "rollback of the deployment succeeds (trg_deployments_rolled_back_by_rollback), and only then.",
     )
     deployed_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"),
         comment="Who started the deployment; NULL for automation.",
     )
     rollback_of_id: Mapped[uuid.UUID | None] = mapped_column(
-        comment="The earlier deployment (same service and environment) that this one rolls back."
+        comment="The earlier deployment (same service and environment) that this one rolls back; see "
+        "platform.start_rollback()."
     )
+    # Both stamps are written by trigger trg_deployments_timestamps on a status move: fetched back by that flush.
     started_at: Mapped[dt.datetime | None] = mapped_column(
+        server_onupdate=FetchedValue(),
         comment="When the rollout began: set by trigger trg_deployments_timestamps on entering in_progress "
-        "(the database clock; a given stamp within 30 s before to 5 s after it is kept), then frozen."
+        "(the database clock; a given stamp within 30 s before to 5 s after it is kept), then frozen.",
     )
     deployed_at: Mapped[dt.datetime | None] = mapped_column(
+        server_onupdate=FetchedValue(),
         comment="When the rollout finished, whatever its outcome: set by trigger trg_deployments_timestamps on "
         "leaving an active status (the database clock; a given stamp within 30 s before to 5 s after it is kept), "
-        "then frozen."
+        "then frozen.",
     )
+
+    release: Mapped[Release] = relationship(back_populates="deployments", lazy="raise")
+    environment: Mapped[Environment] = relationship(lazy="raise")
+    deployer: Mapped[User | None] = relationship(lazy="raise")
+    # Joined on the id alone (the primary key): assigning rollback_of sets rollback_of_id only, while the
+    # composite foreign key keeps the rollback in the release's service and environment.
+    rollback_of: Mapped[Deployment | None] = relationship(
+        primaryjoin=lambda: foreign(Deployment.rollback_of_id) == remote(Deployment.id),
+        back_populates="rollbacks",
+        lazy="raise",
+    )
+    rollbacks: Mapped[list[Deployment]] = relationship(
+        primaryjoin=lambda: remote(foreign(Deployment.rollback_of_id)) == Deployment.id,
+        back_populates="rollback_of",
+        lazy="raise",
+    )
+    status_history: Mapped[list[DeploymentStatusHistory]] = relationship(
+        back_populates="deployment", order_by="DeploymentStatusHistory.id", viewonly=True, lazy="raise"
+    )
+    """Written by trigger only: read-only here."""
+    configurations: Mapped[list[DeploymentConfiguration]] = relationship(
+        back_populates="deployment", viewonly=True, lazy="raise"
+    )
+    """The configuration in force when the deployment was created (captured by trigger): read-only here."""
 
 
 class DeploymentStatusTransition(CreatedOnly, Base):
@@ -207,3 +247,5 @@ class DeploymentStatusHistory(CreatedOnly, Base):
     )
     from_status: Mapped[str | None] = mapped_column(comment="Previous status; NULL for the initial pending.")
     to_status: Mapped[str] = mapped_column(comment="Status entered.")
+
+    deployment: Mapped[Deployment] = relationship(back_populates="status_history", viewonly=True, lazy="raise")

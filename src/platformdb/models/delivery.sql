@@ -140,3 +140,86 @@ CREATE TRIGGER trg_deployments_created_at BEFORE INSERT ON platform.deployments
 CREATE TRIGGER trg_deployments_keys_immutable BEFORE UPDATE ON platform.deployments
   FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
   EXECUTE FUNCTION platform.forbid_column_change('id');
+
+-- Rollbacks (revision 0024). A rollback is a deployment whose rollback_of_id names the one it undoes; when it
+-- succeeds, the undone deployment (succeeded or failed) becomes rolled_back in the same transaction. A service
+-- cannot mark rolled_back otherwise: only with a succeeded rollback of the deployment (23514); the table's owner
+-- (backfills, repairs) may, as with trg_deployments_created_at. A v0.1 service that marks the deployment after
+-- its rollback succeeded still may: the move is then already made and its UPDATE changes no status.
+CREATE FUNCTION platform.deployment_rolled_back_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'USAGE')
+     AND NOT EXISTS (SELECT FROM platform.deployments r
+                      WHERE r.rollback_of_id = NEW.id AND r.service_id = NEW.service_id
+                        AND r.environment_id = NEW.environment_id AND r.status = 'succeeded')
+  THEN
+    RAISE EXCEPTION 'a deployment becomes rolled_back when a rollback of it succeeds: start one with platform.start_rollback()'
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'status';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_rolled_back_guard() IS 'BEFORE UPDATE trigger of deployments: refuses a move to rolled_back unless a rollback of the deployment succeeded (SQLSTATE 23514, constraint trg_deployments_rolled_back_has_rollback); the table owner is exempt.';
+
+-- Runs as the writer of the rollback's success (no SECURITY DEFINER): the move is audited as theirs, and passes
+-- trg_deployments_rolled_back_has_rollback because the rollback's new status is visible to it.
+CREATE FUNCTION platform.mark_rolled_back() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE platform.deployments d SET status = 'rolled_back'
+   WHERE d.id = NEW.rollback_of_id AND d.status IN ('succeeded', 'failed');
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION platform.mark_rolled_back() IS 'AFTER UPDATE trigger of deployments (trg_deployments_rolled_back_by_rollback): when a rollback succeeds, the deployment it undoes (succeeded or failed) becomes rolled_back in the same transaction.';
+
+CREATE TRIGGER trg_deployments_rolled_back_has_rollback BEFORE UPDATE ON platform.deployments
+  FOR EACH ROW WHEN (NEW.status = 'rolled_back' AND OLD.status IN ('succeeded', 'failed'))
+  EXECUTE FUNCTION platform.deployment_rolled_back_guard();
+CREATE TRIGGER trg_deployments_rolled_back_by_rollback AFTER UPDATE OF status ON platform.deployments
+  FOR EACH ROW WHEN (NEW.status = 'succeeded' AND OLD.status IS DISTINCT FROM 'succeeded'
+                     AND NEW.rollback_of_id IS NOT NULL)
+  EXECUTE FUNCTION platform.mark_rolled_back();
+
+-- Starts a rollback: a pending deployment of the same service and environment, of p_version or else of the
+-- newest other version that succeeded there before the deployment was made. The deployment's row is locked
+-- (FOR NO KEY UPDATE, to commit) so two rollbacks of it queue; a second active rollout of the service in the
+-- environment is refused by uq_deployments_active_service_id_environment_id (23505). Runs as the caller.
+CREATE FUNCTION platform.start_rollback(p_deployment_id uuid, p_version text DEFAULT NULL,
+                                        p_deployed_by uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d platform.deployments;
+  v_version text := p_version;
+  v_id uuid;
+BEGIN
+  SELECT * INTO d FROM platform.deployments WHERE id = p_deployment_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no deployment %', p_deployment_id USING ERRCODE = 'no_data_found';
+  END IF;
+  IF d.status NOT IN ('succeeded', 'failed') THEN
+    RAISE EXCEPTION 'only a succeeded or failed deployment is rolled back, not a % one', d.status
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  IF v_version IS NULL THEN
+    SELECT e.version INTO v_version
+      FROM platform.deployments e
+     WHERE e.service_id = d.service_id AND e.environment_id = d.environment_id AND e.status = 'succeeded'
+       AND e.version <> d.version AND e.created_at <= d.created_at AND e.id <> d.id
+     ORDER BY e.deployed_at DESC, e.id DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no earlier succeeded version to roll back to: name one'
+        USING ERRCODE = 'no_data_found';
+    END IF;
+  END IF;
+  INSERT INTO platform.deployments (service_id, version, environment_id, deployed_by, rollback_of_id)
+  VALUES (d.service_id, v_version, d.environment_id, p_deployed_by, d.id)
+  RETURNING id INTO v_id;
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION platform.start_rollback(uuid, text, uuid) IS 'Starts a rollback of a succeeded or failed deployment: inserts the pending rollback deployment (p_version, else the newest other version that succeeded before it in that service and environment) and returns its id; when it succeeds the undone deployment becomes rolled_back. 55000 for a deployment not finished, P0002 for none to go back to.';

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, UniqueConstraint, func, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk
+
+if TYPE_CHECKING:
+    from platformdb.models.catalog import Environment, Service
 
 SLUG = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 """Lower-case kebab-case identifiers (team, role, service and environment names)."""
@@ -81,6 +85,11 @@ class User(Timestamps, Base):
         comment="When the account was deactivated; NULL while active. Users are never deleted."
     )
 
+    memberships: Mapped[list[TeamMembership]] = relationship(back_populates="user", lazy="raise")
+    grants: Mapped[list[RoleGrant]] = relationship(
+        back_populates="user", foreign_keys="RoleGrant.user_id", lazy="raise"
+    )
+
 
 class Team(Timestamps, Base):
     """A group of users that owns services."""
@@ -99,6 +108,9 @@ class Team(Timestamps, Base):
     id: Mapped[UUIDPk] = mapped_column(comment="Team id (UUIDv7).")
     name: Mapped[str] = mapped_column(comment="Unique kebab-case handle, e.g. payments-core.")
     display_name: Mapped[str] = mapped_column(comment="Human-readable team name.")
+
+    memberships: Mapped[list[TeamMembership]] = relationship(back_populates="team", lazy="raise")
+    services: Mapped[list[Service]] = relationship(back_populates="owner_team", lazy="raise")
 
 
 class TeamMembership(Timestamps, Base):
@@ -122,6 +134,9 @@ class TeamMembership(Timestamps, Base):
         server_default="member", comment="Role within the team: member or maintainer (may manage members)."
     )
 
+    team: Mapped[Team] = relationship(back_populates="memberships", lazy="raise")
+    user: Mapped[User] = relationship(back_populates="memberships", lazy="raise")
+
 
 class Role(Timestamps, Base):
     """A named bundle of permissions that can be granted to users."""
@@ -139,6 +154,12 @@ class Role(Timestamps, Base):
     name: Mapped[str] = mapped_column(comment="Unique kebab-case role name, e.g. service-owner.")
     description: Mapped[str] = mapped_column(server_default="", comment="What holders of the role may do.")
 
+    grants: Mapped[list[RoleGrant]] = relationship(back_populates="role", lazy="raise")
+    # Read-only shortcut through role_permissions; a permission is added or removed as a RolePermission.
+    permissions: Mapped[list[Permission]] = relationship(
+        secondary="platform.role_permissions", back_populates="roles", viewonly=True, lazy="raise"
+    )
+
 
 class Permission(Timestamps, Base):
     """An action on a kind of resource, e.g. deployment:create."""
@@ -155,6 +176,10 @@ class Permission(Timestamps, Base):
     id: Mapped[UUIDPk] = mapped_column(comment="Permission id (UUIDv7).")
     name: Mapped[str] = mapped_column(comment="Unique resource:action name, e.g. deployment:create.")
     description: Mapped[str] = mapped_column(server_default="", comment="What the permission allows.")
+
+    roles: Mapped[list[Role]] = relationship(
+        secondary="platform.role_permissions", back_populates="permissions", viewonly=True, lazy="raise"
+    )
 
 
 class RolePermission(CreatedOnly, Base):
@@ -179,6 +204,9 @@ class RolePermission(CreatedOnly, Base):
         primary_key=True,
         comment="The permission it includes.",
     )
+
+    role: Mapped[Role] = relationship(lazy="raise")
+    permission: Mapped[Permission] = relationship(lazy="raise")
 
 
 class RoleGrant(Timestamps, Base):
@@ -227,3 +255,9 @@ class RoleGrant(Timestamps, Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(
         comment="When the grant stops counting; NULL for a permanent grant."
     )
+
+    user: Mapped[User] = relationship(back_populates="grants", foreign_keys=[user_id], lazy="raise")
+    role: Mapped[Role] = relationship(back_populates="grants", lazy="raise")
+    service: Mapped[Service | None] = relationship(lazy="raise")
+    environment: Mapped[Environment | None] = relationship(lazy="raise")
+    granter: Mapped[User | None] = relationship(foreign_keys=[granted_by], lazy="raise")

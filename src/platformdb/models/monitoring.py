@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -21,9 +21,12 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from platformdb.models.base import Base, BigIdPk, CreatedOnly, Partitioning, Timestamps
+
+if TYPE_CHECKING:
+    from platformdb.models.catalog import Environment, Service
 
 METRIC_KINDS = ("counter", "gauge")
 
@@ -78,6 +81,10 @@ class MetricSeries(CreatedOnly, Base):
         server_default=text("'{}'::jsonb"), comment='Further dimensions, e.g. {"route": "/login"}.'
     )
 
+    metric: Mapped[Metric] = relationship(lazy="raise")
+    service: Mapped[Service] = relationship(lazy="raise")
+    environment: Mapped[Environment] = relationship(lazy="raise")
+
 
 class MetricSample(Base):
     """One observed value of a series at a point in time."""
@@ -98,6 +105,8 @@ class MetricSample(Base):
         primary_key=True, comment="When the value was observed; the partition key."
     )
     value: Mapped[float] = mapped_column(Double, comment="The observed value.")
+
+    series: Mapped[MetricSeries] = relationship(lazy="raise")
 
 
 class MetricSampleQuarantine(CreatedOnly, Base):

@@ -53,6 +53,7 @@ GRANT SELECT, INSERT ON platform.releases TO platform_delivery;
 GRANT SELECT, INSERT, UPDATE ON platform.deployments TO platform_delivery;
 GRANT SELECT ON platform.deployment_status_transitions, platform.deployment_status_history,
   platform.deployment_configurations, platform.services, platform.environments TO platform_delivery;
+GRANT EXECUTE ON FUNCTION platform.start_rollback(uuid, text, uuid) TO platform_delivery;
 
 -- configuration: owns keys and versions (versions are append-only; numbering is the trigger's).
 GRANT SELECT, INSERT, DELETE ON platform.configurations TO platform_configuration;

@@ -202,8 +202,8 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     rollback = _insert(conn, "deployments", service_id=ledger, version=previous, environment_id=prod,
                        deployed_by=alice, rollback_of_id=bad, created_at=bad_at + dt.timedelta(minutes=40))  # fmt: skip
     _set_status(conn, rollback, "in_progress", started_at=bad_at + dt.timedelta(minutes=41))
+    # Its success marks the bad deployment rolled_back (trg_deployments_rolled_back_by_rollback, revision 0024).
     _set_status(conn, rollback, "succeeded", deployed_at=bad_at + dt.timedelta(minutes=50))
-    _set_status(conn, bad, "rolled_back")
     conn.execute("ALTER TABLE platform.deployments ENABLE TRIGGER trg_deployments_timestamps")
 
     # Metrics: production series for every service, a sample a minute over the last six hours.

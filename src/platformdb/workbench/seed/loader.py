@@ -75,8 +75,8 @@ BEGIN
       UPDATE platform.deployments SET status = 'in_progress', started_at = e.at WHERE id = e.id;
     WHEN 'finish' THEN
       UPDATE platform.deployments SET status = e.status, deployed_at = e.at WHERE id = e.id;
-    WHEN 'roll_back' THEN
-      UPDATE platform.deployments SET status = 'rolled_back' WHERE id = e.id;
+    WHEN 'roll_back' THEN  -- since revision 0024 the rollback's success has made this move: then a no-op
+      UPDATE platform.deployments SET status = 'rolled_back' WHERE id = e.id AND status <> 'rolled_back';
     WHEN 'configure' THEN
       INSERT INTO platform.configuration_versions (configuration_id, kind, value, secret_ref, created_by, created_at)
       VALUES (e.id, e.status, e.value, e.secret_ref, e.actor_id, e.at);
