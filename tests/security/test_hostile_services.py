@@ -483,6 +483,15 @@ def test_the_watchdog_ends_a_session_idle_on_a_lane(lab: Lab, make: Make) -> Non
         attacker.sql("SELECT 1")
 
 
+@pytest.mark.parametrize("role", sorted(GROUP_ROLES.values()))
+def test_a_service_login_cannot_run_the_watchdog(lab: Lab, role: str) -> None:
+    """(1f, guard) The watchdog ends other sessions: a login of any group role calling
+    ``platform.end_stalled_sessions`` is refused (42501) before it can end anyone, its own peers included."""
+    session = lab.as_role(role, "killer", autocommit=True)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        session.sql("SELECT * FROM platform.end_stalled_sessions(interval '1 second', interval '1 second')")
+
+
 def test_audit_locks_seen_in_pg_locks_cannot_be_taken_and_held_by_a_service(lab: Lab, make: Make) -> None:
     """(1, guard) If audited writes take advisory locks (one way to mark a lane), any login sees their keys in
     pg_locks and may take them itself, session-wide: held while idle *outside* a transaction, out of reach of
