@@ -10,7 +10,9 @@ Unix socket only; :mod:`bench.common`), and on it runs the workloads, one module
 3. :mod:`bench.baseline`: the original task's schema (``bench/baseline/original_task.sql``) loaded with the same
    facts it can hold, answering the equivalent questions, at the largest scale;
 4. :mod:`bench.audited_writes`: audited writes with 1 and 8 writers, with the audit trigger on and off;
-5. :mod:`bench.ingest`: COPY, batched INSERT and the unlogged unindexed physical limit.
+5. :mod:`bench.ingest`: COPY, batched INSERT and the unlogged unindexed physical limit;
+6. :mod:`bench.mixed`: every microservice at once (pgbench scripts from the catalog, ingest and maintenance
+   beside them) at 1, 4, 8 and 16 clients, at the largest scale.
 
 :mod:`bench.report` writes the figures as JSON, the generated part of docs/PERFORMANCE.md and a latency chart.
 Nothing in the schema is tuned here.
@@ -34,6 +36,7 @@ from bench.baseline import baseline
 from bench.catalog import catalog_at_scale
 from bench.common import SETTINGS, Bench, floor, sampled_load, throwaway_bench
 from bench.ingest import ingest
+from bench.mixed import mixed
 
 
 def run(
@@ -70,6 +73,8 @@ def _workloads(b: Bench, scales: Sequence[int], ingest_rows: int, write_seconds:
     results["baseline"], results["baseline_resolution"] = baseline(b, databases[scales[-1]])
     results["writes"] = audited_writes(b, databases[scales[0]], write_seconds)
     results["ingest"] = ingest(b, databases[scales[0]], ingest_rows)
+    largest = scales[-1]
+    results["mixed"] = mixed(b, databases[largest], results["scales"][str(largest)]["queries"])
     return results
 
 

@@ -32,6 +32,7 @@ interpretation of the figures outside it.
 """
 REPORT = "PERFORMANCE.md"
 CHART = "performance-latency.png"
+MIXED_CHART = "performance-mixed.png"
 
 Target = tuple[str, bool, str]
 
@@ -181,6 +182,7 @@ def render(results: dict[str, Any]) -> str:
         _baseline_section(results),
         _ingest_section(results["ingest"]),
         _writes_section(results["writes"]),
+        *([_mixed_section(results["mixed"], results)] if "mixed" in results else []),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -333,6 +335,68 @@ def _writes_section(w: dict[str, Any]) -> str:
     )
 
 
+def _mixed_section(m: dict[str, Any], results: dict[str, Any]) -> str:
+    """Per script: TPS and p99 at each client count, and a read's p99 at the most clients over its quiet p99."""
+    runs = m["runs"]
+    scale = sorted(results["scales"], key=int)[-1]
+    header = ["script (service)", *(f"{r['clients']}c tps / p99 ms" for r in runs), "p99 / quiet p99"]
+    rows = []
+    for name, first in runs[0]["scripts"].items():
+        cells = [f"{name} ({first['service']})"]
+        for r in runs:
+            f = r["scripts"][name]
+            cells.append(f"{f['tps']:,.0f} / {fmt_ms(f['p99_ms'])}" if "p99_ms" in f else "-")
+        ratio = runs[-1]["scripts"][name].get("p99_over_quiet")
+        cells.append(fmt_ratio(ratio) if ratio is not None else "(a write)")
+        rows.append(cells)
+    totals = ["all", *(f"{r['tps']:,.0f} tps" for r in runs), ""]
+    ingest = "; ".join(
+        f"{r['clients']}c: {fmt_rate(r['ingest']['rows_per_second'])} rows/s, batch p99 "
+        f"{fmt_ms(r['ingest'].get('batch_p99_ms', 0))} ms, ensure {r['maintenance'].get('ensure_seconds', 0):.2f} s"
+        for r in runs
+    )
+    skipped = f" Left out (a NULL parameter pgbench cannot carry): {', '.join(m['skipped'])}." if m["skipped"] else ""
+    return (
+        f"## The platform's day: a mixed workload (pgbench, scale {scale})\n\n"
+        + markdown_table(header, [*rows, totals], [False, *([True] * len(runs)), True])
+        + f"\n\nOne pgbench script per catalog query and one per write path (a rollout moved pending -> in_progress "
+        f"-> succeeded; a configuration edit), weighted like a platform (the gateway's permission check on most "
+        f"transactions), `-M prepared`, {runs[0]['seconds']} s per client count, latencies from `--log`. A "
+        "script's latency includes its parameter lookup (a primary-key read of an unlogged table). Beside "
+        f"pgbench, metric ingest COPYs batches at a fixed rate and `partitions ensure` runs once: {ingest}."
+        f"{skipped} Chart: `docs/{MIXED_CHART}`."
+    )
+
+
+def mixed_chart(results: dict[str, Any], path: Path) -> None:
+    """TPS and p99 per service against the number of clients, in the mixed run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["mixed"]["runs"]
+    clients = [r["clients"] for r in runs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    left.plot(clients, [r["tps"] for r in runs], marker="o")
+    left.set_xlabel("pgbench clients")
+    left.set_ylabel("transactions per second (all scripts)")
+    left.set_title("Mixed workload throughput")
+    services = sorted({f["service"] for f in runs[0]["scripts"].values()})
+    for service in services:
+        names = [n for n, f in runs[0]["scripts"].items() if f["service"] == service]
+        worst = [max(r["scripts"][n].get("p99_ms", 0) for n in names) for r in runs]
+        right.plot(clients, worst, marker="o", label=service)
+    right.set_yscale("log")
+    right.set_xlabel("pgbench clients")
+    right.set_ylabel("worst script p99, ms (log)")
+    right.set_title("p99 under load, by service")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def splice(document: str | None, generated: str) -> str:
     """``document`` with what lies between its markers replaced by ``generated``; everything outside them is kept.
 
@@ -365,6 +429,8 @@ def write_docs(results: dict[str, Any], docs_dir: Path) -> None:
     """The chart, and the generated part of PERFORMANCE.md (the hand-written rest of the file is kept)."""
     docs_dir.mkdir(parents=True, exist_ok=True)
     chart(results, docs_dir / CHART)
+    if "mixed" in results:
+        mixed_chart(as_stored(results), docs_dir / MIXED_CHART)
     report = docs_dir / REPORT
     report.write_text(splice(report.read_text() if report.exists() else None, render(results)))
 

@@ -1,0 +1,37 @@
+"""The mixed workload's pgbench scripts (bench/mixed.py) run: one per catalog query and write path, each executed
+a few times by the server's own pgbench on a copy of the seeded database. A catalog query whose parameters
+pgbench cannot carry is named, not silently dropped. (No timing is asserted: `make bench` measures.)"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bench.mixed import script_files, scripts_for
+
+from platformdb.queries import CATALOG
+from tests.conftest import Seeded
+from tests.pg import Server
+
+
+@pytest.fixture
+def seeded_copy(server: Server, seeded: Seeded) -> Iterator[str]:
+    name = server.create_database(str(seeded.url.database), prefix="mixed")
+    yield server.dsn(name)
+    server.drop_database(name)
+
+
+def test_every_mixed_workload_script_runs_in_pgbench(server: Server, seeded_copy: str, tmp_path: Path) -> None:
+    scripts, skipped = scripts_for(seeded_copy)
+    assert skipped == [], f"catalog queries with no pgbench script: {skipped}"
+    names = {s.name for s in scripts}
+    assert set(CATALOG) <= names
+    assert {"rollout", "config_edit"} <= names
+    for script, path in zip(scripts, script_files(scripts, tmp_path), strict=True):
+        done = subprocess.run(
+            [str(server.cluster.bin_dir / "pgbench"), "-n", "-M", "prepared", "-t", "3", "-f", str(path), seeded_copy],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{script.name}: {done.stderr.strip()}"
