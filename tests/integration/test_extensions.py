@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 
 from platformdb import migrate
 from platformdb.db import libpq_dsn
+from platformdb.errors import NotMigratedError
 from platformdb.models import metadata
 from platformdb.ops.audit_chain import verify
 from platformdb.review import docs, lint
@@ -92,24 +93,29 @@ def test_platformdb_revisions_carry_the_platformdb_branch_label() -> None:
 
 
 def test_an_extension_registers_its_revisions_by_entry_point(acme_site: list[str]) -> None:
-    assert migrate.extensions() == {"acme": "acme_incidents:versions"}
+    from platformdb import extensions
+
+    assert extensions.registered() == {"acme": "acme_incidents:versions"}
+    assert migrate.version_locations() == ["platformdb:migrations/versions", "acme_incidents:versions"]
     assert migrate.heads() == sorted([migrate.head(), "acme_0001"])
     sd = migrate.script_directory()
     assert sd.get_revision("acme@head").revision == "acme_0001"
     assert sd.get_revision("acme_0001").dependencies == "0027"  # an id of platformdb's, not a down_revision
 
 
-def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(
-    empty_db: URL, acme_site: list[str]
-) -> None:
+def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(empty_db: URL, acme_site: list[str]) -> None:
     migrate.upgrade(empty_db)  # both heads
-    assert sorted(migrate.current_heads(empty_db)) == migrate.heads()
+    # the version table keeps acme_0001 only: it depends on 0027, so 0027 is implied
+    assert migrate.current_heads(empty_db) == ["acme_0001"]
+    assert migrate.current(empty_db) == migrate.head()
+    assert set(migrate.heads()) <= migrate.applied(empty_db)
     migrate.require_head(empty_db)
     # The command too, in a fresh process that finds the extension the same way (was: "Can't locate revision").
     done = _platformdb(empty_db, "upgrade", site=acme_site)
     assert done.returncode == 0, done.stderr
     done = _platformdb(empty_db, "current", site=acme_site)
-    assert done.returncode == 0 and "acme_0001" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "acme_0001" in done.stdout, done.stdout
 
     import acme_incidents
 
@@ -124,12 +130,10 @@ def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(
         # an audited write by the service's login role, captured with its schema, in a chain that verifies
         make = Make(conn)
         service = make.service()
-        deployment = make.deployment(service)
+        deployment = make.deployment(service, environment_id=make.environment())
         conn.execute("SET ROLE platform_delivery")
         with rejected("23514", "ck_incidents_severity_range"):
-            conn.execute(
-                "INSERT INTO acme.incidents (service_id, severity, title) VALUES (%s, 9, 'down')", (service,)
-            )
+            conn.execute("INSERT INTO acme.incidents (service_id, severity, title) VALUES (%s, 9, 'down')", (service,))
         incident = conn.execute(
             "INSERT INTO acme.incidents (service_id, deployment_id, severity, title) VALUES (%s, %s, 1, 'down')"
             " RETURNING id",
@@ -142,7 +146,8 @@ def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(
             " WHERE entity_id = %s",
             (str(incident[0]),),
         ).fetchone()
-        assert row is not None and row[:4] == ("acme", "incidents", "insert", 3)
+        assert row is not None
+        assert row[:4] == ("acme", "incidents", "insert", 3)
         platform_rows = conn.execute(
             "SELECT DISTINCT entity_schema FROM platform.audit_logs WHERE entity_type = 'services'"
         ).fetchall()
@@ -169,6 +174,8 @@ def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(
 
     migrate.downgrade(empty_db, "acme@base")
     assert migrate.current_heads(empty_db) == [migrate.head()]
+    with pytest.raises(NotMigratedError):  # platformdb alone is not every head while the extension is registered
+        migrate.require_head(empty_db)
     with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
         assert conn.execute("SELECT to_regnamespace('acme')").fetchone() == (None,)
         assert snapshot(conn) == platform_before
@@ -181,7 +188,8 @@ def test_plain_alembic_command_applies_platformdb_and_the_extension(empty_db: UR
     cfg = Config(str(EXAMPLE / "alembic.ini"))
     cfg.attributes["url"] = empty_db
     command.upgrade(cfg, "heads")
-    assert sorted(migrate.current_heads(empty_db)) == sorted([migrate.head(), "acme_0001"])
+    assert migrate.current_heads(empty_db) == ["acme_0001"]
+    assert migrate.current(empty_db) == migrate.head()
     command.downgrade(cfg, "base")
     assert migrate.current_heads(empty_db) == []
 

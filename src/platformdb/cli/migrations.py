@@ -43,7 +43,8 @@ def current(ctx: click.Context) -> None:
     url = database_url(ctx)
     rev = migrate.current(url)
     state = "not migrated" if rev is None else ("head" if rev == migrate.head() else f"head is {migrate.head()}")
-    console.print(f"{rev or 'base'} ({state})")
+    others = [h for h in migrate.current_heads(url) if h != rev]  # extensions' revisions
+    console.print(f"{rev or 'base'} ({state})" + (f"; extensions at {', '.join(others)}" if others else ""))
 
 
 @cli.command()
