@@ -133,7 +133,7 @@ def applied(url: URL) -> set[str]:
     if not at:
         return set()
     try:
-        return {s.revision for s in script_directory().revision_map.iterate_revisions(at, "base")}
+        return {s.revision for s in script_directory().revision_map.iterate_revisions(tuple(at), "base")}
     except Exception as exc:  # alembic's RevisionError family: a revision no registered location provides
         raise UserError(
             f"the database is at {', '.join(at)}, which the registered migrations do not all know: is an extension "

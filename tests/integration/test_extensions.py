@@ -281,13 +281,19 @@ def test_rows_from_before_revision_0027_name_schema_platform_and_keep_verifying(
 
     migrate.upgrade(empty_db, "0022")
     with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
-        Make(conn).service()
+        make = Make(conn)
+        make.service()
+        before = len(conn.execute("SELECT id FROM platform.audit_logs").fetchall())
     migrate.upgrade(empty_db, "head")
     with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
-        Make(conn).service()
-        assert rows(conn) == [("platform", 2), ("platform", 3)]
+        make.conn = conn
+        make.service()
+        found = rows(conn)
+        assert set(found[:before]) == {("platform", 2)}
+        assert set(found[before:]) == {("platform", 3)}
         assert verify(conn).ok
     migrate.downgrade(empty_db, "0022")  # version-3 rows are resealed in the version-2 form
     with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
-        assert [v for (v,) in conn.execute("SELECT hash_version FROM platform.audit_logs ORDER BY id")] == [2, 2]
+        versions = {v for (v,) in conn.execute("SELECT hash_version FROM platform.audit_logs")}
+        assert versions == {2}
         assert verify(conn).ok

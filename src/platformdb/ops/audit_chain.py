@@ -50,7 +50,7 @@ chain AS (
            WHEN 3 THEN jsonb_build_array(l.id, l.created_at AT TIME ZONE 'UTC', l.transaction_id, l.actor_id,
              l.actor_name, l.db_role, l.action, l.entity_type, l.entity_id, l.request_id, l.client_addr, l.before,
              l.after, encode(l.prev_hash, 'hex'), l.hash_version, l.chain_lane, l.claimed_client_addr,
-             l.entity_schema)
+             {entity_schema})
          END)::text, 'UTF8')), 'hex') AS computed,
          encode(lag(l.row_hash) OVER lane, 'hex') AS predecessor, lag(l.id) OVER lane AS predecessor_id,
          lag(l.hash_version) OVER lane AS predecessor_version, row_number() OVER lane AS n
@@ -177,7 +177,7 @@ def _verify(conn: psycopg.Connection[Any], since: dt.datetime | None) -> Verdict
     guard = _guards(conn)
     if guard is not None:
         return broken(None, *guard)
-    walked = conn.execute(_WALK, {"since_id": since_id, "from_start": since is None}).fetchone()
+    walked = conn.execute(_walk(conn), {"since_id": since_id, "from_start": since is None}).fetchone()
     if walked is not None:
         return broken(walked[0], walked[1], walked[2], walked[3])
     for lane, head, newest_id, newest_hash, anchor in heads:
@@ -186,6 +186,15 @@ def _verify(conn: psycopg.Connection[Any], since: dt.datetime | None) -> Verdict
         if newest_id is None and since is None and head != anchor:
             return broken(None, f"lane {lane} has no rows, but its head names one", anchor, head)
     return Verdict(rows, first_id, last_id, digest, notes=_notes(conn))
+
+
+def _walk(conn: psycopg.Connection[Any]) -> str:
+    """The walk, for a database before revision 0027 too (no entity_schema column, so no version-3 row)."""
+    found = conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'platform.audit_logs'::regclass AND attname = 'entity_schema'"
+        " AND NOT attisdropped"
+    ).fetchone()
+    return _WALK.replace("{entity_schema}", "l.entity_schema" if found else "NULL::text")
 
 
 def _guards(conn: psycopg.Connection[Any]) -> tuple[str, str, str] | None:
