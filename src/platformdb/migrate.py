@@ -174,6 +174,8 @@ def offline_sql(from_rev: str, to_rev: str) -> str:
     """The SQL that takes a database from ``from_rev`` to ``to_rev`` (either direction), for DBAs."""
     for rev in (from_rev, to_rev):
         check_revision(rev)
+    if to_rev == "head" and len(heads()) > 1:  # with extensions, head is every head
+        to_rev = "heads"
     cfg = alembic_config()
     out = io.StringIO()
     cfg.output_buffer = out

@@ -117,6 +117,14 @@ def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(empty_db
     assert done.returncode == 0, done.stderr
     assert "acme_0001" in done.stdout, done.stdout
 
+    # Without the extension installed, its revision in the version table is one plain line, not a traceback.
+    for step in ("upgrade", "current"):
+        done = _platformdb(empty_db, step, site=[])
+        assert done.returncode == 1, done.stdout
+        assert done.stderr.startswith("platformdb: error:"), done.stderr
+        assert "acme_0001" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
     import acme_incidents
 
     with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
