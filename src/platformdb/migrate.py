@@ -10,7 +10,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from alembic import command
+from alembic import command, util
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -84,7 +84,23 @@ def alembic_config(url: URL | None = None, *, with_extensions: bool = True) -> C
 
 
 def script_directory(*, with_extensions: bool = True) -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config(with_extensions=with_extensions))
+    sd = ScriptDirectory.from_config(alembic_config(with_extensions=with_extensions))
+    if with_extensions:
+        own = _own_revisions()
+        for script in sd.walk_revisions():
+            downs = set(util.to_tuple(script.down_revision, default=()))
+            if script.revision not in own and downs & own:
+                raise UserError(
+                    f"extension revision {script.revision} has platformdb's {', '.join(sorted(downs & own))} as "
+                    "down_revision: start the extension's own branch and use depends_on (docs/EXTENDING.md)"
+                )
+    return sd
+
+
+@cache
+def _own_revisions() -> frozenset[str]:
+    """platformdb's revision ids (they do not change while the process runs)."""
+    return frozenset(s.revision for s in script_directory(with_extensions=False).walk_revisions())
 
 
 def head() -> str:

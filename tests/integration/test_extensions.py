@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 
 from platformdb import migrate
 from platformdb.db import libpq_dsn
-from platformdb.errors import NotMigratedError
+from platformdb.errors import NotMigratedError, UserError
 from platformdb.models import metadata
 from platformdb.ops.audit_chain import verify
 from platformdb.review import docs, lint
@@ -101,6 +101,27 @@ def test_an_extension_registers_its_revisions_by_entry_point(acme_site: list[str
     sd = migrate.script_directory()
     assert sd.get_revision("acme@head").revision == "acme_0001"
     assert sd.get_revision("acme_0001").dependencies == "0027"  # an id of platformdb's, not a down_revision
+
+
+def test_an_extension_that_branches_off_platformdb_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A down_revision into platformdb's lineage would make it a branch point and split the platformdb label."""
+    package = tmp_path / "bad_extension"
+    (package / "versions").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "versions" / "bad_0001.py").write_text(
+        '"""bad"""\nrevision = "bad_0001"\ndown_revision = "0027"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+    info = tmp_path / "bad_extension-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-extension\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[platformdb.extensions]\nbad = bad_extension:versions\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match=r"^extension revision bad_0001 has platformdb's 0027 as down_revision"):
+        migrate.heads()
+    monkeypatch.delitem(sys.modules, "bad_extension", raising=False)
 
 
 def test_extension_migrates_lints_audits_and_downgrades_with_platformdb(empty_db: URL, acme_site: list[str]) -> None:
