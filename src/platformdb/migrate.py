@@ -14,6 +14,7 @@ from alembic import command, util
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import URL, MetaData
 
@@ -150,7 +151,7 @@ def applied(url: URL) -> set[str]:
         return set()
     try:
         return {s.revision for s in script_directory().revision_map.iterate_revisions(tuple(at), "base")}
-    except Exception as exc:  # alembic's RevisionError family: a revision no registered location provides
+    except (RevisionError, CommandError) as exc:  # a revision no registered location provides
         raise UserError(
             f"the database is at {', '.join(at)}, which the registered migrations do not all know: is an extension "
             f"missing? (entry point group {extensions.GROUP})"
