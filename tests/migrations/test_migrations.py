@@ -58,6 +58,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0022": set(),
     "0023": set(),
     "0024": set(),
+    "0027": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from platformdb import migrate
 from platformdb.cli.app import cli, console, database_url, where
 from platformdb.db import display
-from platformdb.errors import UserError
+from platformdb.errors import NotMigratedError, UserError
 
 _LOCK_TIMEOUT = click.option(
     "--lock-timeout",
@@ -58,9 +58,13 @@ def current(ctx: click.Context, check: bool) -> None:
     url = database_url(ctx)
     rev, head = migrate.current(url), migrate.head()
     state = "not migrated" if rev is None else ("head" if rev == head else f"head is {head}")
-    console.print(f"{rev or 'base'} ({state})")
-    if check and rev != head:
-        sys.exit(1)
+    others = [h for h in migrate.current_heads(url) if h != rev]  # extensions' revisions
+    console.print(f"{rev or 'base'} ({state})" + (f"; extensions at {', '.join(others)}" if others else ""))
+    if check:
+        try:
+            migrate.require_head(url)
+        except NotMigratedError:
+            sys.exit(1)
 
 
 @cli.command()

@@ -21,6 +21,10 @@ from platformdb.models.base import Base, CreatedAt, Partitioning, Timestamps
 AUDIT_ACTIONS = ("insert", "update", "delete")
 AUDIT_LANES = 16
 """Lanes of the audit hash chain: up to this many audited transactions append at once without waiting."""
+HASH_VERSION_COMMENT = (
+    "Canonical form row_hash covers: 1 (before revision 0017), 2 (also hash_version, chain_lane and "
+    "claimed_client_addr), 3 (revision 0027: also entity_schema)."
+)
 
 
 class AuditLog(Base):
@@ -83,7 +87,9 @@ class AuditLog(Base):
         server_default=text("session_user"), comment="Database role the writing service logged in as."
     )
     action: Mapped[str] = mapped_column(comment="insert, update or delete.")
-    entity_type: Mapped[str] = mapped_column(comment="Table the changed row belongs to, e.g. deployments.")
+    entity_type: Mapped[str] = mapped_column(
+        comment="Table the changed row belongs to, e.g. deployments (its schema: entity_schema)."
+    )
     entity_id: Mapped[str] = mapped_column(
         comment="Primary key of the changed row as text; composite keys joined with ','."
     )
@@ -117,14 +123,19 @@ class AuditLog(Base):
         SmallInteger,
         server_default=text("1"),
         sort_order=10,  # added by revision 0017, after the columns before it
-        comment="Canonical form row_hash covers: 1 (before revision 0017), 2 (also hash_version, chain_lane and "
-        "claimed_client_addr).",
+        comment=HASH_VERSION_COMMENT,
     )
     claimed_client_addr: Mapped[str | None] = mapped_column(
         INET,
         sort_order=11,
         comment="End-user address the writing service claimed (setting platformdb.client_addr), kept apart from "
         "client_addr: a claim, not an observation.",
+    )
+    entity_schema: Mapped[str] = mapped_column(
+        server_default=text("'platform'"),
+        sort_order=12,  # added by revision 0027
+        comment="Schema of the table the changed row belongs to: platform, or an extension's schema "
+        "(platform.enable_audit). Rows from before revision 0027 read platform.",
     )
 
 

@@ -13,12 +13,16 @@ RETURN sha256(convert_to(CASE r.hash_version
   WHEN 1 THEN jsonb_build_array(
     r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
     r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex'))
-  ELSE jsonb_build_array(
+  WHEN 2 THEN jsonb_build_array(
     r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
     r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex'),
     r.hash_version, r.chain_lane, r.claimed_client_addr)
+  ELSE jsonb_build_array(
+    r.id, r.created_at AT TIME ZONE 'UTC', r.transaction_id, r.actor_id, r.actor_name, r.db_role, r.action,
+    r.entity_type, r.entity_id, r.request_id, r.client_addr, r.before, r.after, encode(r.prev_hash, 'hex'),
+    r.hash_version, r.chain_lane, r.claimed_client_addr, r.entity_schema)
 END::text, 'UTF8'));
-COMMENT ON FUNCTION platform.audit_row_hash(platform.audit_logs) IS 'SHA-256 of an audit row''s canonical form (a JSON array of its fields, timestamps in UTC, and its prev_hash; from hash_version 2 on also its hash_version, chain_lane and claimed_client_addr); used by the capture trigger. `platformdb audit verify` computes the same form itself and does not call it.';
+COMMENT ON FUNCTION platform.audit_row_hash(platform.audit_logs) IS 'SHA-256 of an audit row''s canonical form (a JSON array of its fields, timestamps in UTC, and its prev_hash; from hash_version 2 on also its hash_version, chain_lane and claimed_client_addr, from 3 on its entity_schema); used by the capture trigger. `platformdb audit verify` computes the same form itself and does not call it.';
 
 -- Attached to an audited table as
 --   AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('<pk cols>'[, '<redacted col>'...])
@@ -140,12 +144,13 @@ BEGIN
   v_log.actor_name := coalesce(v_actor_name, 'db:' || session_user);
   v_log.db_role := session_user;
   v_log.action := lower(TG_OP);
+  v_log.entity_schema := TG_TABLE_SCHEMA;
   v_log.entity_type := TG_TABLE_NAME;
   v_log.entity_id := v_entity_id;
   v_log.request_id := v_request_id;
   v_log.client_addr := inet_client_addr();
   v_log.claimed_client_addr := v_claimed;
-  v_log.hash_version := 2;
+  v_log.hash_version := 3;
   v_log.before := v_before;
   v_log.after := v_after;
   v_log.row_hash := platform.audit_row_hash(v_log);
@@ -156,6 +161,65 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION platform.audit_capture() IS 'AFTER row trigger of audited tables: appends one hash-chained platform.audit_logs row per change, to one lane of the chain per transaction. Arguments: primary-key columns (comma-separated), then columns to redact.';
+
+-- Audit capture for a table platformdb does not own (an extension's, in its own schema; revision 0027): the one
+-- documented call. It attaches what platformdb's audited tables carry, trg_<table>_audit (the capture trigger,
+-- the primary-key columns read from the catalog), and trg_<table>_no_truncate (TRUNCATE fires no row trigger, so
+-- it would remove rows unrecorded). Idempotent. Owner only (no EXECUTE for PUBLIC); SECURITY DEFINER so that a
+-- migrator granted EXECUTE attaches the platform's capture function as the platform's owner, who must be allowed
+-- to create triggers on the table (own it, or hold TRIGGER on it).
+CREATE FUNCTION platform.enable_audit(target regclass, redact text[] DEFAULT '{}') RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_schema name;
+  v_table name;
+  v_kind "char";
+  v_keys text;
+  v_args text;
+  v_column text;
+BEGIN
+  SELECT n.nspname, k.relname, k.relkind INTO v_schema, v_table, v_kind
+    FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = target;
+  IF v_kind <> 'r' THEN
+    RAISE EXCEPTION '% is not a plain table', target USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF v_schema = 'platform' THEN
+    RAISE EXCEPTION '% is in schema platform, whose tables platformdb''s revisions audit', target
+      USING ERRCODE = 'wrong_object_type', HINT = 'an extension''s tables belong in its own schema';
+  END IF;
+  SELECT string_agg(a.attname, ',' ORDER BY k.ord) INTO v_keys
+    FROM pg_constraint p CROSS JOIN LATERAL unnest(p.conkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = p.conrelid AND a.attnum = k.attnum
+   WHERE p.conrelid = target AND p.contype = 'p';
+  IF v_keys IS NULL THEN
+    RAISE EXCEPTION '% has no primary key: an audit row names the changed row by it', target
+      USING ERRCODE = 'invalid_table_definition';
+  END IF;
+  IF v_schema !~ '^[a-z_][a-z0-9_]*$' OR v_table !~ '^[a-z_][a-z0-9_]*$'
+     OR v_keys !~ '^[a-z_][a-z0-9_]*(,[a-z_][a-z0-9_]*)*$' THEN
+    RAISE EXCEPTION 'an audited table, its schema and its key columns need lower-case names (a-z, 0-9, _): %', target
+      USING ERRCODE = 'invalid_name';
+  END IF;
+  IF octet_length('trg_' || v_table || '_no_truncate') > 63 THEN
+    RAISE EXCEPTION 'the name of % is too long for its trigger names (trg_<table>_no_truncate)', target
+      USING ERRCODE = 'name_too_long';
+  END IF;
+  v_args := quote_literal(v_keys);
+  FOREACH v_column IN ARRAY coalesce(redact, '{}') LOOP
+    IF NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = target AND a.attname = v_column
+                      AND a.attnum > 0 AND NOT a.attisdropped) THEN
+      RAISE EXCEPTION 'column % of % does not exist', quote_ident(v_column), target USING ERRCODE = 'undefined_column';
+    END IF;
+    v_args := v_args || ', ' || quote_literal(v_column);
+  END LOOP;
+  EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW'
+                 ' EXECUTE FUNCTION platform.audit_capture(%s)', 'trg_' || v_table || '_audit', target, v_args);
+  EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT'
+                 ' EXECUTE FUNCTION platform.forbid_change(%L)', 'trg_' || v_table || '_no_truncate', target,
+                 'TRUNCATE would remove rows without an audit row');
+END
+$$;
+COMMENT ON FUNCTION platform.enable_audit(regclass, text[]) IS 'Owner only: attaches platformdb''s audit capture (trg_<table>_audit) and a TRUNCATE guard (trg_<table>_no_truncate) to a table outside schema platform, e.g. an extension''s; redact names columns whose values audit rows replace by [redacted]. Idempotent.';
 
 -- The watchdog for sessions that stall others: an audited transaction holds its lane until it ends, and any open
 -- transaction holds its locks. Login settings (`platformdb roles grant-login`) bound both, but a login can SET

@@ -32,7 +32,8 @@ import psycopg
 from platformdb.models.audit import AUDIT_LANES
 from platformdb.models.base import context_sql
 
-# The canonical forms are written here, not read from the database: 1 (revisions 0010-0016), 2 (0017 on).
+# The canonical forms are written here, not read from the database: 1 (revisions 0010-0016), 2 (0017-0022),
+# 3 (0027 on: also entity_schema).
 _WALK = """
 WITH heads AS (SELECT lane, encode(coalesce(pruned_through_hash, decode(repeat('00', 32), 'hex')), 'hex') AS anchor
                  FROM platform.audit_chain),
@@ -46,6 +47,10 @@ chain AS (
            WHEN 2 THEN jsonb_build_array(l.id, l.created_at AT TIME ZONE 'UTC', l.transaction_id, l.actor_id,
              l.actor_name, l.db_role, l.action, l.entity_type, l.entity_id, l.request_id, l.client_addr, l.before,
              l.after, encode(l.prev_hash, 'hex'), l.hash_version, l.chain_lane, l.claimed_client_addr)
+           WHEN 3 THEN jsonb_build_array(l.id, l.created_at AT TIME ZONE 'UTC', l.transaction_id, l.actor_id,
+             l.actor_name, l.db_role, l.action, l.entity_type, l.entity_id, l.request_id, l.client_addr, l.before,
+             l.after, encode(l.prev_hash, 'hex'), l.hash_version, l.chain_lane, l.claimed_client_addr,
+             {entity_schema})
          END)::text, 'UTF8')), 'hex') AS computed,
          encode(lag(l.row_hash) OVER lane, 'hex') AS predecessor, lag(l.id) OVER lane AS predecessor_id,
          lag(l.hash_version) OVER lane AS predecessor_version, row_number() OVER lane AS n
@@ -93,6 +98,18 @@ SELECT t.relname, g.tgname, g.tgenabled
   FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
   LEFT JOIN pg_trigger g ON g.tgrelid = t.oid AND NOT g.tgisinternal
  WHERE n.nspname = 'platform' AND t.relkind IN ('r', 'p')
+"""
+
+
+# Capture triggers attached to tables outside schema platform (platform.enable_audit, revision 0027): each must be
+# enabled too.
+_EXTENSION_TRIGGERS = """
+SELECT n.nspname, t.relname, g.tgname, g.tgenabled
+  FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+ WHERE n.nspname <> 'platform' AND NOT g.tgisinternal AND NOT t.relispartition
+   AND g.tgfoid = (SELECT p.oid FROM pg_proc p JOIN pg_namespace s ON s.oid = p.pronamespace
+                    WHERE s.nspname = 'platform' AND p.proname = 'audit_capture')
+ ORDER BY 1, 2, 3
 """
 
 
@@ -160,7 +177,7 @@ def _verify(conn: psycopg.Connection[Any], since: dt.datetime | None) -> Verdict
     guard = _guards(conn)
     if guard is not None:
         return broken(None, *guard)
-    walked = conn.execute(_WALK, {"since_id": since_id, "from_start": since is None}).fetchone()
+    walked = conn.execute(_walk(conn), {"since_id": since_id, "from_start": since is None}).fetchone()
     if walked is not None:
         return broken(walked[0], walked[1], walked[2], walked[3])
     for lane, head, newest_id, newest_hash, anchor in heads:
@@ -169,6 +186,15 @@ def _verify(conn: psycopg.Connection[Any], since: dt.datetime | None) -> Verdict
         if newest_id is None and since is None and head != anchor:
             return broken(None, f"lane {lane} has no rows, but its head names one", anchor, head)
     return Verdict(rows, first_id, last_id, digest, notes=_notes(conn))
+
+
+def _walk(conn: psycopg.Connection[Any]) -> str:
+    """The walk, for a database before revision 0027 too (no entity_schema column, so no version-3 row)."""
+    found = conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'platform.audit_logs'::regclass AND attname = 'entity_schema'"
+        " AND NOT attisdropped"
+    ).fetchone()
+    return _WALK.replace("{entity_schema}", "l.entity_schema" if found else "NULL::text")
 
 
 def _guards(conn: psycopg.Connection[Any]) -> tuple[str, str, str] | None:
@@ -188,6 +214,9 @@ def _guards(conn: psycopg.Connection[Any]) -> tuple[str, str, str] | None:
                 "enabled",
                 str(state),
             )
+    for schema, table, trigger, state in conn.execute(_EXTENSION_TRIGGERS).fetchall():
+        if state not in ("O", "A"):
+            return f"trigger {trigger} on {schema}.{table} is disabled", "enabled", str(state)
     if _at_head(conn):
         for function, source in shipped_functions().items():
             row = conn.execute(
@@ -203,8 +232,10 @@ def _guards(conn: psycopg.Connection[Any]) -> tuple[str, str, str] | None:
 def _at_head(conn: psycopg.Connection[Any]) -> bool:
     from platformdb.migrate import head
 
-    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone() if _has_version(conn) else None
-    return row is not None and row[0] == head()
+    if not _has_version(conn):
+        return False
+    at = {str(r[0]) for r in conn.execute("SELECT version_num FROM public.alembic_version").fetchall()}
+    return head() in at  # extensions' heads may sit beside platformdb's
 
 
 def _has_version(conn: psycopg.Connection[Any]) -> bool:

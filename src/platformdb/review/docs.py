@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,15 @@ def short_type(typ: str) -> str:
     return _SHORT_TYPES.get(typ, typ)
 
 
+def platformdbs(schema: Schema) -> Schema:
+    """``schema`` with only the tables platformdb's models declare (an extension's tables are its own)."""
+    facts = model_facts()
+    return replace(schema, tables={n: t for n, t in schema.tables.items() if n in facts})
+
+
 def generate(schema: Schema, out: Path) -> list[Path]:
-    """Write the docs for ``schema`` into ``out``; returns the files written."""
+    """Write the docs for ``schema`` (platformdb's tables of it) into ``out``; returns the files written."""
+    schema = platformdbs(schema)
     facts = model_facts()
     by_context: dict[str, list[Table]] = {c: [] for c in NAMES}
     for table in schema.tables.values():
@@ -167,12 +175,33 @@ def _readme(schema: Schema, by_context: dict[str, list[Table]], facts: dict[str,
             volume = facts.get(table.name, ("", "small"))[1]
             out.append(f"| [{table.name}](tables/{table.name}.md) | {context} | {volume} | {_cell(table.comment)} |")
     out += ["", "Volume classes: " + "; ".join(f"**{k}** — {v.split(': ', 1)[-1]}" for k, v in VOLUMES.items()), ""]
+    out += _stable_references(schema)
     for context, tables in by_context.items():
         if not tables:
             continue
         holds = next((f"{c.holds.capitalize()}." for c in CONTEXTS if c.name == context), "")
         out += [f"## {context}", "", holds, "", _mermaid(tables, schema, columns=True), ""]
     return "\n".join(out)
+
+
+def _stable_references(schema: Schema) -> list[str]:
+    from platformdb.extensions import STABLE_REFERENCES
+
+    out = [
+        "## Stable foreign-key targets",
+        "",
+        "What an extension's tables may reference (`platformdb.extensions.STABLE_REFERENCES`; see",
+        "docs/EXTENDING.md): a minor release keeps each of these tables and keys, with their types.",
+        "",
+        "| target | key | type |",
+        "| --- | --- | --- |",
+    ]
+    for name, columns in STABLE_REFERENCES.items():
+        table = schema.tables[name]
+        key = next(c for c in table.constraints if c.kind in ("p", "u") and c.columns == columns)
+        types = ", ".join(short_type(col.type) for c in columns if (col := table.column(c)) is not None)
+        out.append(f"| `platform.{name}({', '.join(columns)})` | {key.name} | {types} |")
+    return [*out, ""]
 
 
 def _cell(text: str | None) -> str:
