@@ -54,16 +54,21 @@ def check(url: URL) -> None:
 
 
 _PASSWORD = re.compile(r"(://[^:/@?#]*:)([^@]*)(@)")
+# libpq also takes a password as a parameter (?password=, ?sslpassword=).
+_SECRET_PARAMS = ("password", "sslpassword")
+_PASSWORD_PARAM = re.compile(r"([?&](?:ssl)?password=)([^&#]*)", re.IGNORECASE)
 
 
 def redact(raw: str) -> str:
-    """The URL with its password hidden, for messages; works on URLs too broken to parse."""
-    return _PASSWORD.sub(r"\1***\3", raw)
+    """The URL with its passwords hidden, for messages; works on URLs too broken to parse."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1***\3", raw))
 
 
 def display(url: URL) -> str:
-    """The URL for people: postgresql:// scheme, password hidden, the socket directory unescaped."""
-    return unquote(url.set(drivername="postgresql").render_as_string(hide_password=True))
+    """The URL for people: postgresql:// scheme, passwords hidden, the socket directory unescaped."""
+    hidden = {k: "***" for k in url.query if k.lower() in _SECRET_PARAMS}
+    shown = url.set(drivername="postgresql").update_query_dict(hidden) if hidden else url.set(drivername="postgresql")
+    return unquote(shown.render_as_string(hide_password=True))
 
 
 def libpq_dsn(url: URL) -> str:
@@ -102,7 +107,13 @@ def given_url(explicit: str | None = None) -> URL | None:
     The library never starts a server: falling back to the embedded one is the CLI's choice
     (:func:`platformdb.workbench.server.embedded_url`).
     """
-    raw = explicit or os.environ.get(ENV_URL)
+    if explicit is not None:
+        if not explicit.strip():
+            raise UserError("the database URL given is empty")
+        return parse_url(explicit)
+    raw = os.environ.get(ENV_URL)
+    if raw is not None and not raw.strip():  # a deploy script's variable that expanded to nothing
+        raise UserError(f"${ENV_URL} is set but empty: give the database's URL, or unset it")
     return parse_url(raw) if raw else None
 
 

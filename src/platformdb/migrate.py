@@ -188,15 +188,16 @@ def downgrade(url: URL, rev: str, *, lock_timeout: str | None = None) -> None:
     _migrate(command.downgrade, "downgrade", url, rev, lock_timeout)
 
 
-_TIMEOUT = re.compile(r"\d+(\.\d+)?\s*(us|ms|s|min|h|d)?")
+TIMEOUT = re.compile(r"0*[1-9]\d*(\.\d+)?\s*(us|ms|s|min|h|d)?|0*\.\d*[1-9]\d*\s*(us|ms|s|min|h|d)?")
+"""A PostgreSQL duration that is not zero (zero would mean: wait for ever)."""
 
 
 def _migrate(fn: Any, direction: str, url: URL, rev: str, lock_timeout: str | None) -> None:
     check_revision(rev)
     cfg = alembic_config(url)
     if lock_timeout is not None:
-        if not _TIMEOUT.fullmatch(lock_timeout.strip()):
-            raise UserError(f"not a lock timeout: {lock_timeout!r} (e.g. 2s, 500ms, 1min)")
+        if not TIMEOUT.fullmatch(lock_timeout.strip()):
+            raise UserError(f"not a lock timeout: {lock_timeout!r} (more than zero, e.g. 2s, 500ms, 1min)")
         cfg.attributes["lock_timeout"] = lock_timeout.strip()
     try:
         _run(fn, cfg, rev)

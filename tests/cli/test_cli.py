@@ -132,6 +132,9 @@ def count_rows(url: URL, table: str) -> int:
         pytest.param(["nosuchcommand"], "nosuchcommand", id="unknown-command"),
         pytest.param(["downgrade"], "REVISION", id="missing-argument"),
         pytest.param(["roles", "grant-login", "svc"], ("Missing option '--role'", "readonly"), id="missing-choice"),
+        pytest.param(["server", "start", "--listen", "127.0.0.2"], "loopback address", id="listen-not-ours"),
+        pytest.param(["server", "start", "--port", "6543"], "--port goes with --listen", id="port-without-listen"),
+        pytest.param(["--database-url", "", "current"], "URL given is empty", id="empty-url"),
         # The scale is checked before any database is looked for (so none is started).
         pytest.param(["seed", "--scale", "-1"], ("--scale must be 1 or more", "-1"), id="seed-scale-minus-one"),
         pytest.param(["seed", "--scale=0"], ("--scale must be 1 or more", "0"), id="seed-scale-zero"),
@@ -343,8 +346,10 @@ def test_a_failed_upgrade_says_at_which_revision_it_stopped(empty_db: URL) -> No
     assert migrate.current(empty_db) == "0016", line
 
 
-def test_a_bad_lock_timeout_is_one_line(db: URL) -> None:
-    assert_one_line_error(run("--database-url", libpq_dsn(db), "upgrade", "--lock-timeout", "soon"), "soon")
+@pytest.mark.parametrize("value", ["soon", "0", "0s", "-1"])
+def test_a_bad_lock_timeout_is_one_line(db: URL, value: str) -> None:
+    """Zero would mean: wait for ever, the stall the option exists to prevent."""
+    assert_one_line_error(run("--database-url", libpq_dsn(db), "upgrade", "--lock-timeout", value), "lock timeout")
 
 
 def test_a_migrator_without_privileges_is_told_why(server: Server) -> None:

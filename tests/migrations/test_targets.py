@@ -135,3 +135,11 @@ def test_a_connection_in_the_config_attributes_is_used(empty_db: URL) -> None:
     finally:
         eng.dispose()
     assert migrate.current(empty_db) == "0002"
+
+
+@pytest.mark.parametrize("setting", ["lock_timeout=0", "statement_timeout=0", "lock_timeout=1s; DROP SCHEMA x"])
+def test_a_timeout_of_zero_or_not_a_duration_is_refused(tmp_path: Path, empty_db: URL, setting: str) -> None:
+    result = alembic(tmp_path, "-x", setting, "upgrade", "0001", ini_url=libpq_dsn(empty_db))
+    assert result.returncode != 0, describe(result)
+    assert "not a duration above zero" in result.stdout + result.stderr, describe(result)
+    assert migrate.current(empty_db) is None

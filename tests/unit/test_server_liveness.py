@@ -187,3 +187,16 @@ def test_zombie_postmaster_is_not_running_and_start_replaces_it(
     assert cluster.is_running()
     with psycopg.connect(cluster.url()) as fresh:
         assert fresh.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_pg_hba_is_never_written_through_a_symbolic_link(tmp_path: Path) -> None:
+    """The data directory is the server user's: a pg_hba.conf it turned into a link to root's file is refused."""
+    from platformdb.workbench.server import _write_in_place
+
+    victim = tmp_path / "root-owned"
+    victim.write_text("precious\n")
+    link = tmp_path / "pg_hba.conf"
+    link.symlink_to(victim)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        _write_in_place(link, "host all all 0.0.0.0/0 trust\n")
+    assert victim.read_text() == "precious\n"

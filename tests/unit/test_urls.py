@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
-from platformdb.db import libpq_dsn, parse_url, redact
+from platformdb.db import ENV_URL, display, given_url, libpq_dsn, parse_url, redact
 from platformdb.errors import UserError
 
 PASSWORD = "sekret"
@@ -155,6 +155,25 @@ def test_redact(raw: str, expected: str) -> None:
 )
 def test_redact_hides_the_password_of_a_malformed_url(raw: str) -> None:
     assert PASSWORD not in redact(raw)
+
+
+@pytest.mark.parametrize("key", ["password", "sslpassword", "PASSWORD"])
+def test_a_password_in_the_query_string_is_hidden_too(key: str) -> None:
+    """libpq takes ``?password=`` as well as ``user:password@``; messages and the target line hide both."""
+    raw = f"postgresql://alice@/platform?host=/s&{key}={PASSWORD}&port=5432"
+    assert PASSWORD not in redact(raw)
+    assert PASSWORD not in display(parse_url(raw))
+    assert "host=/s" in display(parse_url(raw))
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_database_url_variable_is_an_error_not_the_embedded_server(
+    blank: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deploy script whose URL variable expanded to nothing must not fall back to a local embedded server."""
+    monkeypatch.setenv(ENV_URL, blank)
+    with pytest.raises(UserError, match=f"{ENV_URL} is set but empty"):
+        given_url()
 
 
 def test_rendering_a_parsed_url_hides_the_password() -> None:

@@ -8,6 +8,7 @@ import click
 
 from platformdb.cli.app import cli, console, database_url
 from platformdb.db import DEFAULT_DATABASE
+from platformdb.errors import UserError
 from platformdb.workbench import demo, seed
 from platformdb.workbench.server import PORT, configure_listen, embedded_cluster, embedded_url, tcp_password
 
@@ -43,12 +44,14 @@ def server() -> None:
               help="Also listen on this loopback address (127.0.0.1 or ::1), for JDBC and other clients that cannot "
                    "use a Unix socket; they log in with the password in $PLATFORMDB_HOME/tcp-password. Kept for "
                    "later starts; --listen none goes back to the socket only.")  # fmt: skip
-@click.option("--port", type=click.IntRange(1, 65535), default=PORT, show_default=True,
+@click.option("--port", type=click.IntRange(1024, 65535), default=PORT, show_default=True,
               help="The port (of the socket too), with --listen.")  # fmt: skip
 def server_start(listen: str | None, port: int) -> None:
     """Start the embedded server (initializing it on first use)."""
     if listen is not None:
         configure_listen(None if listen == "none" else listen, port)
+    elif port != PORT:
+        raise UserError("--port goes with --listen (the socket-only server keeps its port)")
     url = embedded_url()
     cluster = embedded_cluster()
     console.print(f"running: data in {cluster.data_dir}\nurl: {cluster.url(str(url.database))}")

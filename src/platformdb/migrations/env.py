@@ -29,13 +29,22 @@ from sqlalchemy import URL, Connection, Engine, pool
 from platformdb.db import ENV_URL, display, given_url, parse_url
 from platformdb.db import engine as make_engine
 from platformdb.errors import UserError
-from platformdb.migrate import include_name
+from platformdb.migrate import TIMEOUT, include_name
 from platformdb.models import metadata
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
-LOCK_TIMEOUT = config.attributes.get("lock_timeout") or x_args.get("lock_timeout", "10s")
-STATEMENT_TIMEOUT = config.attributes.get("statement_timeout") or x_args.get("statement_timeout", "30min")
+
+
+def _timeout(name: str, default: str) -> str:
+    value = str(config.attributes.get(name) or x_args.get(name, default)).strip()
+    if not TIMEOUT.fullmatch(value):
+        raise CommandError(f"-x {name}={value!r} is not a duration above zero (e.g. 2s, 500ms, 30min)")
+    return value
+
+
+LOCK_TIMEOUT = _timeout("lock_timeout", "10s")
+STATEMENT_TIMEOUT = _timeout("statement_timeout", "30min")
 
 
 def _configure(**kwargs: Any) -> None:

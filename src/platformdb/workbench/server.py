@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import ipaddress
 import os
 import pwd
 import secrets
@@ -146,6 +145,14 @@ def _shared_memory_in_use(pid_file: Path, proc: Path | None = None) -> bool:
     return any(len(row) > max(shmid, nattch) and row[shmid] == ids[1] and row[nattch] != "0" for row in rows)
 
 
+def _write_in_place(path: Path, text: str) -> None:
+    """Overwrite ``path`` keeping its owner, never through a symbolic link: the data directory belongs to the
+    server's user, who could point the name at a file of root's."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 @dataclass
 class Cluster:
     """A PostgreSQL cluster in ``data_dir``, run with the binaries in ``bin_dir``."""
@@ -254,7 +261,7 @@ class Cluster:
         options = {"listen_addresses": listen, "unix_socket_directories": f"'{socket_dir}'", "port": str(self.port)}
         options.update(self.settings)
         if self.listen:  # initdb's host lines trust every local user: a TCP client must give the password
-            (self.data_dir / "pg_hba.conf").write_text(_PG_HBA)  # in place: the file keeps its owner
+            _write_in_place(self.data_dir / "pg_hba.conf", _PG_HBA)
         opt = " ".join(f"-c {k}={v}" for k, v in options.items())
         if self.log_file.exists() and _run_as() is not None:
             self.log_file.unlink()
@@ -303,11 +310,7 @@ def _password_file() -> Path:
 
 def check_listen(address: str) -> str:
     """``address`` if it is a loopback address (the only kind the trust-free TCP listener may use)."""
-    try:
-        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if address not in LOOPBACK:  # exactly the addresses the pg_hba.conf we write lets in
         raise UserError(f"--listen takes a loopback address ({', '.join(LOOPBACK)}), not {address!r}")
     return address
 
