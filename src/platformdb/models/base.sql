@@ -271,17 +271,39 @@ END
 $$;
 COMMENT ON FUNCTION platform.set_created_at() IS 'BEFORE INSERT row trigger (trg_<table>_created_at): a created_at or updated_at other than now() becomes now(), unless the writer holds the table owner''s privileges.';
 
--- A failed CHECK prints the whole row in its DETAIL ("Failing row contains ..."), to the client and the server
--- log. On tables holding secrets, password hashes or personal data this BEFORE trigger evaluates the table's own
--- CHECK constraints first (read from the catalog, so each rule is still written once) and raises the same
--- SQLSTATE and constraint name with a DETAIL that shows nothing. Named trg_<table>_validated so that it runs
--- after the BEFORE triggers that complete the row (BEFORE triggers fire in name order).
+-- A rejected write prints values: a NOT NULL or CHECK violation the whole row ("Failing row contains ..."), a
+-- unique violation the key ("Key (lower(email))=(...)"), a foreign key violation the key, to the client and the
+-- server log. On tables holding secrets, password hashes or personal data this BEFORE trigger checks the row the
+-- way PostgreSQL would next, in the same order (NOT NULL, CHECK, unique, foreign key), reading the rules from the
+-- catalog (so each is still written once, in the model), and raises the same SQLSTATE and name with a DETAIL that
+-- shows nothing; the constraints stay as the last line. A unique key is checked under a transaction advisory lock
+-- on (index, key), so a concurrent writer of the same key waits for the first to finish and, under READ COMMITTED,
+-- then sees its row; under REPEATABLE READ or SERIALIZABLE, whose snapshot cannot, it gets 40001 (retry). Primary
+-- keys (ids the database makes) are left to the index. An INSERT ... ON CONFLICT is left to its arbiter (the
+-- check would pre-empt DO NOTHING / DO UPDATE), so such a statement's unique violation can still show its key.
+-- SECURITY DEFINER: a foreign key's referenced table (users, for created_by) may be one the writer cannot read.
+-- Named trg_<table>_validated so that it runs after the BEFORE triggers that complete the row (name order).
 CREATE FUNCTION platform.check_quietly() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c record;
   v_ok boolean;
+  v_column text;
+  v_key text;
+  v_old_key text;
 BEGIN
+  SELECT 'SELECT coalesce(' || string_agg(format('CASE WHEN ($1).%I IS NULL THEN %L END', a.attname, a.attname),
+                                          ', ' ORDER BY a.attnum) || ')'
+    INTO v_key
+    FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull;
+  IF v_key IS NOT NULL THEN
+    EXECUTE v_key INTO v_column USING NEW;
+    IF v_column IS NOT NULL THEN
+      RAISE EXCEPTION 'null value in column "%" of relation "%" violates not-null constraint', v_column, TG_TABLE_NAME
+        USING ERRCODE = 'not_null_violation', COLUMN = v_column, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+              DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
+    END IF;
+  END IF;
   FOR c IN
     SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
       FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'c' ORDER BY k.conname
@@ -293,7 +315,67 @@ BEGIN
               DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
     END IF;
   END LOOP;
+  IF TG_OP = 'UPDATE' OR current_query() !~* '\mon\s+conflict\M' THEN
+    FOR c IN
+      SELECT x.relname AS name, coalesce(pg_get_expr(i.indpred, i.indrelid, true), 'true') AS pred,
+             (SELECT string_agg(pg_get_indexdef(i.indexrelid, n, true), ', ' ORDER BY n)
+                FROM generate_series(1, i.indnkeyatts::int) n) AS cols
+        FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+       WHERE i.indrelid = TG_RELID AND i.indisunique AND NOT i.indisprimary AND i.indisvalid ORDER BY x.relname
+    LOOP
+      -- The key as text, or NULL when the row is not in the index's scope or the key has a NULL (never equal).
+      v_key := format('SELECT CASE WHEN (%s) AND num_nulls(%s) = 0 THEN ROW(%s)::text END FROM (SELECT ($1).*) AS t',
+                      c.pred, c.cols, c.cols);
+      IF TG_OP = 'UPDATE' THEN
+        EXECUTE v_key INTO v_old_key USING OLD;
+      END IF;
+      EXECUTE v_key INTO v_key USING NEW;
+      CONTINUE WHEN v_key IS NULL OR v_key IS NOT DISTINCT FROM v_old_key;
+      IF NOT pg_try_advisory_xact_lock(hashtext(c.name), hashtext(v_key)) THEN
+        PERFORM pg_advisory_xact_lock(hashtext(c.name), hashtext(v_key));
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+          RAISE EXCEPTION 'could not serialize access due to a concurrent write of the same key of "%"', c.name
+            USING ERRCODE = 'serialization_failure', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+                  HINT = 'Retry the transaction.';
+        END IF;
+      END IF;
+      -- Inner names resolve to the new row (t), the outer ones to the table's rows (o).
+      EXECUTE format('SELECT EXISTS (SELECT FROM %s o WHERE (%s) AND (%s) = (SELECT %s FROM (SELECT ($1).*) AS t))',
+                     TG_RELID::regclass, c.pred, c.cols, c.cols)
+        INTO v_ok USING NEW;
+      IF v_ok THEN
+        RAISE EXCEPTION 'duplicate key value violates unique constraint "%"', c.name
+          USING ERRCODE = 'unique_violation', CONSTRAINT = c.name, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+                DETAIL = 'The key is not shown: this table holds secrets, password hashes or personal data.';
+      END IF;
+    END LOOP;
+  END IF;
+  v_old_key := NULL;
+  FOR c IN
+    SELECT k.conname, k.confrelid::regclass AS ref,
+           (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.conkey) WITH ORDINALITY u(att, n)
+              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.att) AS cols,
+           (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.confkey) WITH ORDINALITY u(att, n)
+              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.att) AS ref_cols
+      FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'f' ORDER BY k.conname
+  LOOP
+    EXECUTE format('SELECT CASE WHEN num_nulls(%s) = 0 THEN ROW(%s)::text END FROM (SELECT ($1).*) AS t', c.cols, c.cols)
+      INTO v_key USING NEW;
+    IF TG_OP = 'UPDATE' THEN
+      EXECUTE format('SELECT ROW(%s)::text FROM (SELECT ($1).*) AS t', c.cols) INTO v_old_key USING OLD;
+    END IF;
+    CONTINUE WHEN v_key IS NULL OR v_key IS NOT DISTINCT FROM v_old_key;
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s r WHERE (%s) = (SELECT %s FROM (SELECT ($1).*) AS t))',
+                   c.ref, c.ref_cols, c.cols)
+      INTO v_ok USING NEW;
+    IF NOT v_ok THEN
+      RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"', TG_TABLE_NAME, c.conname
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = c.conname, SCHEMA = TG_TABLE_SCHEMA,
+              TABLE = TG_TABLE_NAME,
+              DETAIL = 'The key is not shown: this table holds secrets, password hashes or personal data.';
+    END IF;
+  END LOOP;
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: evaluates the table''s CHECK constraints and raises a violation (23514, the constraint''s name) whose DETAIL shows no value.';
+COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: checks the row''s NOT NULL, CHECK, unique (but the primary key) and foreign key constraints, in PostgreSQL''s order, and raises the violation (23502, 23514, 23505, 23503, with the constraint''s name) with a DETAIL that shows no value.';
