@@ -56,7 +56,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0020": set(),
     "0021": set(),
     "0022": set(),
-    "0025": set(),
+    "0025": {"partition_retention"},
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -2,6 +2,10 @@
 
 CREATE SCHEMA IF NOT EXISTS platform;
 COMMENT ON SCHEMA platform IS 'platformdb: control-plane schema shared by the platform''s microservices.';
+-- Where `partitions prune --detach` puts the partitions it detaches (revision 0025): out of the schema services
+-- use and lint checks, owned by the schema owner, granted to nobody.
+CREATE SCHEMA IF NOT EXISTS platform_archive;
+COMMENT ON SCHEMA platform_archive IS 'platformdb: partitions detached by retention, kept as plain tables to archive; no service has access.';
 
 -- Time-ordered UUIDs. PostgreSQL 18 has uuidv7() built in; on 15-17 an equivalent (RFC 9562, millisecond
 -- precision) is installed under the same name, so every key default reads platform.uuidv7().
@@ -83,6 +87,9 @@ DECLARE
   v_hi timestamptz;
   v_moved bigint := 0;
   v_trigger text;
+  v_existing regclass;
+  v_index record;
+  v_index_name text;
 BEGIN
   IF p_granularity = 'month' THEN
     v_step := interval '1 month'; v_format := 'YYYY_MM';
@@ -99,8 +106,13 @@ BEGIN
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_parent;
   v_start := date_trunc(p_granularity, p_at AT TIME ZONE 'UTC');
   v_name := v_table || '_p' || to_char(v_start, v_format);
-  IF to_regclass(format('%I.%I', v_schema, v_name)) IS NOT NULL THEN
-    RETURN false;
+  v_existing := to_regclass(format('%I.%I', v_schema, v_name));
+  IF v_existing IS NOT NULL THEN
+    IF EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = v_existing AND i.inhparent = p_parent) THEN
+      RETURN false;
+    END IF;
+    -- A partition detached before revision 0025 stayed here under the name: archive it and make the day again.
+    RAISE NOTICE 'archived detached % as % to make its partition again', v_existing, platform.archive_table(v_existing);
   END IF;
   v_lo := v_start AT TIME ZONE 'UTC';
   v_hi := (v_start + v_step) AT TIME ZONE 'UTC';
@@ -116,6 +128,26 @@ BEGIN
   IF v_options IS NOT NULL THEN
     EXECUTE format('ALTER TABLE %I.%I SET (%s)', v_schema, v_name, array_to_string(v_options, ', '));
   END IF;
+  -- The partition's indexes are made here, named <parent's index>_p<period> (pk_metric_samples_p2026_12_01), so
+  -- that an error naming one starts with the rule's name; ATTACH adopts them instead of making <partition>_pkey.
+  FOR v_index IN
+    SELECT x.relname AS name, k.oid AS con, pg_get_constraintdef(k.oid) AS condef, pg_get_indexdef(i.indexrelid) AS def
+      FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+      LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = p_parent AND k.contype IN ('p', 'u')
+     WHERE i.indrelid = p_parent ORDER BY x.relname
+  LOOP
+    v_index_name := v_index.name || substring(v_name FROM char_length(v_table) + 1);
+    IF octet_length(v_index_name) > 63 THEN
+      RAISE EXCEPTION 'index name % of partition % would be longer than 63 bytes', v_index_name, v_name
+        USING ERRCODE = 'name_too_long';
+    END IF;
+    IF v_index.con IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', v_schema, v_name, v_index_name, v_index.condef);
+    ELSE
+      EXECUTE regexp_replace(v_index.def, ' INDEX \S+ ON ONLY \S+ ',
+                             format(' INDEX %I ON %I.%I ', v_index_name, v_schema, v_name));
+    END IF;
+  END LOOP;
   -- Statement-level TRUNCATE triggers are not inherited by partitions: copy the parent's.
   FOR v_trigger IN
     SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
@@ -140,7 +172,7 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION platform.ensure_partition(regclass, text, timestamptz) IS 'Creates the monthly or daily range partition of a partitioned table holding p_at (built apart, then attached: SHARE UPDATE EXCLUSIVE on the parent), moving in any rows the DEFAULT partition holds for it; returns whether it created one. Idempotent.';
+COMMENT ON FUNCTION platform.ensure_partition(regclass, text, timestamptz) IS 'Creates the monthly or daily range partition of a partitioned table holding p_at (built apart with indexes named <parent index>_p<period>, then attached: SHARE UPDATE EXCLUSIVE on the parent), moving in any rows the DEFAULT partition holds for it; a detached table left under its name is archived first; returns whether it created one. Idempotent.';
 
 CREATE FUNCTION platform.ensure_partitions(
   p_parent regclass, p_granularity text, p_from timestamptz, p_to timestamptz
@@ -197,6 +229,51 @@ END
 $$;
 COMMENT ON FUNCTION platform.quarantine_default_rows(regclass, timestamptz, timestamptz) IS 'Moves the rows of a partitioned table''s DEFAULT partition whose key lies outside [p_keep_from, p_keep_until) into <table>_quarantine, when the table has one; returns how many moved.';
 
+-- Partition indexes are named <parent's index>_p<period> or <parent's index>_default (revision 0025), so that a
+-- duplicate sample or audit row names its rule (pk_metric_samples) as a stable prefix, not <partition>_pkey.
+-- ensure_partition builds new partitions' indexes so named; this renames those of existing partitions (ALTER
+-- INDEX ... RENAME: ACCESS EXCLUSIVE on each index renamed, for a moment).
+CREATE FUNCTION platform.name_partition_indexes(p_parent regclass) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  v_renamed integer := 0;
+BEGIN
+  FOR r IN
+    SELECT ci.oid::regclass AS idx, ci.relname AS name,
+           pi.relname || substring(pc.relname FROM char_length(pp.relname) + 1) AS new_name
+      FROM pg_inherits ih JOIN pg_class pc ON pc.oid = ih.inhrelid JOIN pg_class pp ON pp.oid = ih.inhparent
+      JOIN pg_index x ON x.indrelid = pc.oid JOIN pg_class ci ON ci.oid = x.indexrelid
+      JOIN pg_inherits ii ON ii.inhrelid = ci.oid JOIN pg_class pi ON pi.oid = ii.inhparent
+     WHERE ih.inhparent = p_parent ORDER BY 2
+  LOOP
+    CONTINUE WHEN r.name = r.new_name;
+    EXECUTE format('ALTER INDEX %s RENAME TO %I', r.idx, r.new_name);
+    v_renamed := v_renamed + 1;
+  END LOOP;
+  RETURN v_renamed;
+END
+$$;
+COMMENT ON FUNCTION platform.name_partition_indexes(regclass) IS 'Renames the indexes of a partitioned table''s partitions to <parent index>_p<period> (or _default); returns how many it renamed. Idempotent.';
+
+-- A detached partition leaves schema platform (where services look and lint checks) for platform_archive, under
+-- its name, or with a _<UTC time> suffix when the archive already holds that name (a day detached twice).
+-- SET SCHEMA takes ACCESS EXCLUSIVE on the detached table only.
+CREATE FUNCTION platform.archive_table(p_table regclass) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_name text := (SELECT c.relname FROM pg_class c WHERE c.oid = p_table);
+BEGIN
+  IF to_regclass(format('platform_archive.%I', v_name)) IS NOT NULL THEN
+    v_name := v_name || to_char(clock_timestamp() AT TIME ZONE 'UTC', '"_"YYYYMMDD"T"HH24MISSUS');
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', p_table, v_name);
+  END IF;
+  EXECUTE format('ALTER TABLE %s SET SCHEMA platform_archive', p_table);
+  RETURN format('platform_archive.%I', v_name);
+END
+$$;
+COMMENT ON FUNCTION platform.archive_table(regclass) IS 'Moves a detached partition into schema platform_archive (renamed with a _<UTC time> suffix if the name is taken there); returns its new name.';
+
 -- Retention: whole partitions whose range ends at or before p_older_than are dropped (or detached, to archive
 -- them) -- never a bulk DELETE, which would lock and bloat the table.
 CREATE FUNCTION platform.prune_partitions(
@@ -225,6 +302,7 @@ BEGIN
       END IF;
       IF p_detach THEN
         EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p_parent, r.part);
+        v_name := platform.archive_table(r.part);
       ELSE
         EXECUTE format('DROP TABLE %s', r.part);
       END IF;
@@ -233,7 +311,7 @@ BEGIN
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION platform.prune_partitions(regclass, timestamptz, boolean) IS 'Drops (or detaches) the range partitions of a partitioned table that end at or before p_older_than, recording for audit_logs each lane''s newest removed row in audit_chain; returns their names. Idempotent.';
+COMMENT ON FUNCTION platform.prune_partitions(regclass, timestamptz, boolean) IS 'Drops (or detaches into schema platform_archive) the range partitions of a partitioned table that end at or before p_older_than, recording for audit_logs each lane''s newest removed row in audit_chain; returns their names (the archived names when detached). Idempotent.';
 
 CREATE FUNCTION platform.forbid_column_change() RETURNS trigger
 LANGUAGE plpgsql AS $$

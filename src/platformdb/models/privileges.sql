@@ -24,6 +24,7 @@ COMMENT ON ROLE platform_metrics_writer IS 'platformdb group role: writes metric
 COMMENT ON ROLE platform_readonly IS 'platformdb group role: reads everything but password hashes and secret references.';
 
 REVOKE ALL ON SCHEMA platform FROM PUBLIC;
+REVOKE ALL ON SCHEMA platform_archive FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA platform FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA platform FROM PUBLIC;
 GRANT USAGE ON SCHEMA platform TO platform_identity, platform_catalog, platform_delivery, platform_configuration,
@@ -72,7 +73,7 @@ GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platf
   platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
   platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
   platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples,
-  platform.metric_samples_quarantine TO platform_readonly;
+  platform.metric_samples_quarantine, platform.partition_retention TO platform_readonly;
 GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
   TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions
