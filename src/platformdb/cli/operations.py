@@ -196,6 +196,28 @@ def grant_login(ctx: click.Context, name: str, role: str, password_env: str | No
     console.print(roles.grant_login(database_url(ctx), name, role, password=password))
 
 
+@roles_group.command("list")
+@click.pass_context
+def roles_list(ctx: click.Context) -> None:
+    """The service logins of this database: group, connection limit and timeouts."""
+    logins = roles.list_logins(database_url(ctx))
+    shown = Table("login", "group", "connection limit", *roles.LoginLimits().settings(170000), box=None)
+    for login in logins:
+        limit = "none" if login.connection_limit < 0 else str(login.connection_limit)
+        timeouts = [login.settings.get(name, "-") for name in roles.LoginLimits().settings(170000)]
+        shown.add_row(login.name, ", ".join(login.groups), limit, *timeouts)
+    console.print(shown)
+    console.print(f"{len(logins)} login(s)")
+
+
+@roles_group.command("revoke")
+@click.argument("name")
+@click.pass_context
+def roles_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke login NAME from this database: its CONNECT here, and its group when no other database has it."""
+    console.print(roles.revoke_login(database_url(ctx), name))
+
+
 # --- watchdog ------------------------------------------------------------------------------------------
 @cli.command("watchdog")
 @click.option("--idle", "idle", type=click.IntRange(min=1), default=30, show_default=True,

@@ -111,3 +111,20 @@ BEGIN
   END IF;
 END
 $$;
+
+-- A platformdb database is for its own logins (revision 0025). The group roles are cluster-wide: with PUBLIC's
+-- CONNECT, a login made for one platformdb database could connect to another of the same cluster and use the same
+-- group's privileges there. PUBLIC loses CONNECT here, and `platformdb roles grant-login` grants it per login on
+-- the database it is made for. An owner that does not own the database gets a NOTICE with the statement for its DBA.
+DO $$
+BEGIN
+  IF pg_has_role(current_user, (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()), 'USAGE')
+  THEN
+    EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database());
+  ELSE
+    RAISE NOTICE 'platformdb: % does not own database %, so PUBLIC keeps CONNECT on it', current_user,
+      current_database() USING HINT = format('a DBA runs: REVOKE CONNECT ON DATABASE %I FROM PUBLIC;',
+      current_database());
+  END IF;
+END
+$$;

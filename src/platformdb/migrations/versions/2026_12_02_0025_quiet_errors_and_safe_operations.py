@@ -18,11 +18,16 @@ Why: On users and configuration_versions (secrets, secret references, password h
      period again; a new partition's indexes are named <parent index>_p<period> (pk_metric_samples_p2026_12_01),
      and the existing partitions' indexes are renamed so (<parent index>_default for DEFAULT partitions), so a
      duplicate names its rule as a stable prefix.
+     Service logins (issue #11 point 6): the group roles are cluster-wide, so a login made for one platformdb
+     database could connect to another and write there with the same group; PUBLIC loses CONNECT on the
+     database, on a database in use the logins that are group members keep it (granted by name), and grant-login
+     grants it per database.
 Locks: CREATE OR REPLACE FUNCTION locks only the functions' catalog rows. CREATE SCHEMA and CREATE TABLE lock
        nothing in use. ALTER TABLE ... SET SCHEMA takes ACCESS EXCLUSIVE on each stale detached partition (tables no
        service reads through the parent). ALTER INDEX ... RENAME takes ACCESS EXCLUSIVE on each partition index for
        a moment (one statement each, inside this revision's transaction: writers to that partition wait until the
        commit, about the time of one catalog update per index; run it off-peak on a database with many partitions).
+       REVOKE/GRANT CONNECT on the database take no lock on a table; sessions already connected stay.
        Runs before the code that uses it (pre-deploy): `platformdb partitions` of this release needs
        partition_retention; clients matching SQLSTATE and constraint name see no change, but a client that matched
        <partition>_pkey must now match the prefix pk_<table>.
@@ -60,9 +65,11 @@ def upgrade() -> None:
     for table in PARTITIONED:
         op.execute(ARCHIVE_DETACHED.replace(":table", table))
         op.execute(f"SELECT platform.name_partition_indexes('platform.{table}')")
+    op.execute(CONNECT_PER_LOGIN)
 
 
 def downgrade() -> None:
+    op.execute(CONNECT_FOR_PUBLIC)
     for table in PARTITIONED:
         op.execute(RENAME_PARTITION_INDEXES_BACK.replace(":table", table))
     op.execute(PRUNE_PARTITIONS_0022)
@@ -73,6 +80,50 @@ def downgrade() -> None:
     op.execute(CHECK_QUIETLY_0022)
     op.execute(NUMBER_CONFIGURATION_VERSION_0022)
 
+
+CONNECT_PER_LOGIN = r"""
+-- As models/privileges.sql does, and on a database in use (it has audit rows) the logins that are members of a
+-- platformdb group keep connecting: CONNECT is granted to them by name, since which database each was made for is
+-- not recorded (`platformdb roles revoke` takes it from those that belong elsewhere). A fresh database grants
+-- nobody: its logins come from grant-login.
+DO $$
+DECLARE
+  v_login text;
+  v_sql text := '';
+BEGIN
+  IF EXISTS (SELECT FROM platform.audit_logs) THEN
+    FOR v_login IN
+      SELECT DISTINCT r.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+        JOIN pg_roles r ON r.oid = m.member
+       WHERE r.rolcanlogin AND g.rolname IN ('platform_identity', 'platform_catalog', 'platform_delivery',
+             'platform_configuration', 'platform_audit_reader', 'platform_metrics_writer', 'platform_readonly')
+       ORDER BY 1
+    LOOP
+      v_sql := v_sql || format('GRANT CONNECT ON DATABASE %I TO %I; ', current_database(), v_login);
+    END LOOP;
+  END IF;
+  v_sql := v_sql || format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC;', current_database());
+  IF pg_has_role(current_user, (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()), 'USAGE')
+  THEN
+    EXECUTE v_sql;
+  ELSE
+    RAISE NOTICE 'platformdb: % does not own database %, so PUBLIC keeps CONNECT on it', current_user,
+      current_database() USING HINT = format('a DBA runs: %s', v_sql);
+  END IF;
+END
+$$;
+"""
+
+CONNECT_FOR_PUBLIC = r"""
+DO $$
+BEGIN
+  IF pg_has_role(current_user, (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()), 'USAGE')
+  THEN
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO PUBLIC', current_database());
+  END IF;
+END
+$$;
+"""
 
 ARCHIVE_SCHEMA = """
 CREATE SCHEMA platform_archive;
