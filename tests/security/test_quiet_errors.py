@@ -6,6 +6,7 @@ optimistic-concurrency refusal of configuration versions has one structured shap
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -151,3 +152,53 @@ def test_a_stale_expected_version_is_refused_with_the_current_version_in_a_struc
         version(writer, cfg, 2)  # the retry
     assert json.loads(retry.value.diag.message_detail or "null")["current_version"] == 2
     assert version(writer, cfg, 3) == 3  # the valid write
+
+
+@pytest.mark.parametrize("isolation", ["READ COMMITTED", "REPEATABLE READ"])
+def test_concurrent_writers_of_one_address_get_the_quiet_refusal(
+    conn: psycopg.Connection[Any], login: Logins, isolation: str
+) -> None:
+    """Two services insert the same address at once: the second waits for the first (the unique index would make
+    it wait too) and then, under READ COMMITTED, gets the quiet 23505 uq_users_email_lower, not the index's
+    "Key (lower(email))=(...)"; under REPEATABLE READ, whose snapshot cannot see the first row, 40001 (retry).
+    INSERT ... ON CONFLICT keeps its meaning."""
+    first, second = login("identity"), login("identity")
+    email = f"race.{uuid.uuid4().hex[:8]}@example.com"
+    insert = "INSERT INTO platform.users (email, display_name, password_hash) VALUES (%s, 'Racer', %s)"
+    errors: list[psycopg.Error] = []
+
+    def race() -> None:
+        try:
+            with second.transaction():
+                second.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+                second.execute("SELECT 1")  # the snapshot, before the first commits
+                second.execute(insert, (email.upper(), PASSWORD_HASH))
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    with first.transaction():
+        first.execute(insert, (email, PASSWORD_HASH))
+        racer = threading.Thread(target=race)
+        racer.start()
+        for _ in range(400):  # until the second waits for the first
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND wait_event_type = 'Lock'",
+                (str(second.info.user),),
+            ).fetchone()
+            if waiting == (1,):
+                break
+            time.sleep(0.025)
+        assert waiting == (1,), "the second writer never waited"
+    racer.join(timeout=30)
+    [err] = errors
+    if isolation == "READ COMMITTED":
+        assert (err.sqlstate, err.diag.constraint_name) == ("23505", "uq_users_email_lower")
+    else:
+        assert err.sqlstate == "40001"
+    assert email not in error_text(err).lower()
+
+    # ON CONFLICT is left to its arbiter: the taken address is skipped, not refused; a free one is inserted.
+    skipped = first.execute(insert + " ON CONFLICT DO NOTHING RETURNING id", (email.upper(), PASSWORD_HASH))
+    assert skipped.fetchall() == []
+    added = first.execute(insert + " ON CONFLICT DO NOTHING RETURNING id", (f"free.{email}", PASSWORD_HASH))
+    assert len(added.fetchall()) == 1
