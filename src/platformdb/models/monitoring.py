@@ -132,5 +132,5 @@ class PartitionRetention(Timestamps, Base):
 
     table_name: Mapped[str] = mapped_column(primary_key=True, comment="The partitioned table of schema platform.")
     keep_days: Mapped[int] = mapped_column(
-        Integer, comment="Partitions that end more than this many days ago are pruned; 1 to 36500."
+        comment="Partitions that end more than this many days ago are pruned; 1 to 36500."
     )

@@ -134,7 +134,7 @@ REVOKE ALL ON SCHEMA platform_archive FROM PUBLIC;
 PARTITION_RETENTION = r"""
 CREATE TABLE platform.partition_retention (
   table_name text NOT NULL,
-  keep_days integer NOT NULL,
+  keep_days bigint NOT NULL,
   created_at timestamp with time zone DEFAULT now() NOT NULL,
   updated_at timestamp with time zone DEFAULT now() NOT NULL,
   CONSTRAINT pk_partition_retention PRIMARY KEY (table_name),
