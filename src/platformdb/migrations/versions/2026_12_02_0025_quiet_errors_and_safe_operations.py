@@ -196,33 +196,33 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c record;
   v_ok boolean;
-  v_column text;
+  v_sql text;
+  v_failed text;
   v_key text;
   v_old_key text;
 BEGIN
-  SELECT 'SELECT coalesce(' || string_agg(format('CASE WHEN ($1).%I IS NULL THEN %L END', a.attname, a.attname),
-                                          ', ' ORDER BY a.attnum) || ')'
-    INTO v_key
-    FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull;
-  IF v_key IS NOT NULL THEN
-    EXECUTE v_key INTO v_column USING NEW;
-    IF v_column IS NOT NULL THEN
-      RAISE EXCEPTION 'null value in column "%" of relation "%" violates not-null constraint', v_column, TG_TABLE_NAME
-        USING ERRCODE = 'not_null_violation', COLUMN = v_column, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+  -- NOT NULL (by column order), then CHECK (by name), in one statement: the first rule the row breaks.
+  SELECT 'SELECT CASE ' || string_agg(w, ' ' ORDER BY o) || ' END FROM (SELECT ($1).*) AS t' INTO v_sql
+    FROM (SELECT format('WHEN t.%I IS NULL THEN %L', a.attname, 'n' || a.attname) AS w, to_char(a.attnum, 'FM00000') AS o
+            FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+          UNION ALL
+          SELECT format('WHEN (%s) IS FALSE THEN %L', pg_get_expr(k.conbin, k.conrelid), 'c' || k.conname), 'z' || k.conname
+            FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'c') rules;
+  IF v_sql IS NOT NULL THEN
+    EXECUTE v_sql INTO v_failed USING NEW;
+    IF left(v_failed, 1) = 'n' THEN
+      RAISE EXCEPTION 'null value in column "%" of relation "%" violates not-null constraint', substr(v_failed, 2),
+            TG_TABLE_NAME
+        USING ERRCODE = 'not_null_violation', COLUMN = substr(v_failed, 2), SCHEMA = TG_TABLE_SCHEMA,
+              TABLE = TG_TABLE_NAME,
+              DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
+    ELSIF left(v_failed, 1) = 'c' THEN
+      RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, substr(v_failed, 2)
+        USING ERRCODE = 'check_violation', CONSTRAINT = substr(v_failed, 2), SCHEMA = TG_TABLE_SCHEMA,
+              TABLE = TG_TABLE_NAME,
               DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
     END IF;
   END IF;
-  FOR c IN
-    SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
-      FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'c' ORDER BY k.conname
-  LOOP
-    EXECUTE format('SELECT %s FROM (SELECT ($1).*) AS t', c.expr) INTO v_ok USING NEW;
-    IF v_ok IS FALSE THEN
-      RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, c.conname
-        USING ERRCODE = 'check_violation', CONSTRAINT = c.conname, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
-              DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
-    END IF;
-  END LOOP;
   IF TG_OP = 'UPDATE' OR current_query() !~* '\mon\s+conflict\M' THEN
     FOR c IN
       SELECT x.relname AS name, coalesce(pg_get_expr(i.indpred, i.indrelid, true), 'true') AS pred,
@@ -232,12 +232,12 @@ BEGIN
        WHERE i.indrelid = TG_RELID AND i.indisunique AND NOT i.indisprimary AND i.indisvalid ORDER BY x.relname
     LOOP
       -- The key as text, or NULL when the row is not in the index's scope or the key has a NULL (never equal).
-      v_key := format('SELECT CASE WHEN (%s) AND num_nulls(%s) = 0 THEN ROW(%s)::text END FROM (SELECT ($1).*) AS t',
+      v_sql := format('SELECT CASE WHEN (%s) AND num_nulls(%s) = 0 THEN ROW(%s)::text END FROM (SELECT ($1).*) AS t',
                       c.pred, c.cols, c.cols);
       IF TG_OP = 'UPDATE' THEN
-        EXECUTE v_key INTO v_old_key USING OLD;
+        EXECUTE v_sql INTO v_old_key USING OLD;
       END IF;
-      EXECUTE v_key INTO v_key USING NEW;
+      EXECUTE v_sql INTO v_key USING NEW;
       CONTINUE WHEN v_key IS NULL OR v_key IS NOT DISTINCT FROM v_old_key;
       IF NOT pg_try_advisory_xact_lock(hashtext(c.name), hashtext(v_key)) THEN
         PERFORM pg_advisory_xact_lock(hashtext(c.name), hashtext(v_key));
@@ -258,23 +258,17 @@ BEGIN
       END IF;
     END LOOP;
   END IF;
-  v_old_key := NULL;
+  -- Foreign keys: one statement each, true when the key has a NULL (MATCH SIMPLE) or its row exists.
   FOR c IN
     SELECT k.conname, k.confrelid::regclass AS ref,
-           (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.conkey) WITH ORDINALITY u(att, n)
+           (SELECT string_agg(format('t.%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.conkey) WITH ORDINALITY u(att, n)
               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.att) AS cols,
-           (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.confkey) WITH ORDINALITY u(att, n)
+           (SELECT string_agg(format('r.%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.confkey) WITH ORDINALITY u(att, n)
               JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.att) AS ref_cols
       FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'f' ORDER BY k.conname
   LOOP
-    EXECUTE format('SELECT CASE WHEN num_nulls(%s) = 0 THEN ROW(%s)::text END FROM (SELECT ($1).*) AS t', c.cols, c.cols)
-      INTO v_key USING NEW;
-    IF TG_OP = 'UPDATE' THEN
-      EXECUTE format('SELECT ROW(%s)::text FROM (SELECT ($1).*) AS t', c.cols) INTO v_old_key USING OLD;
-    END IF;
-    CONTINUE WHEN v_key IS NULL OR v_key IS NOT DISTINCT FROM v_old_key;
-    EXECUTE format('SELECT EXISTS (SELECT FROM %s r WHERE (%s) = (SELECT %s FROM (SELECT ($1).*) AS t))',
-                   c.ref, c.ref_cols, c.cols)
+    EXECUTE format('SELECT num_nulls(%s) > 0 OR EXISTS (SELECT FROM %s r WHERE (%s) = (%s)) FROM (SELECT ($1).*) AS t',
+                   c.cols, c.ref, c.ref_cols, c.cols)
       INTO v_ok USING NEW;
     IF NOT v_ok THEN
       RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"', TG_TABLE_NAME, c.conname
