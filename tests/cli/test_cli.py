@@ -526,3 +526,32 @@ def test_no_command_shows_help_not_an_error() -> None:
     assert "Commands:" in result.stdout + result.stderr, describe(result)
     # Help is not dressed up as an error message.
     assert ERROR_PREFIX not in result.stderr, describe(result)
+
+
+# --- operations: issue #11 point 6 ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("command", "contains"),
+    [
+        (["partitions", "prune", "--retain", "5"], ("retention is per table", "--table")),
+        (["partitions", "retention", "metric_samples"], ("give the days to keep",)),
+        (["roles", "revoke", "nobody_here"], ("no service login nobody_here",)),
+        (["roles", "revoke", "Bad-Name"], ("login name",)),
+    ],
+    ids=["prune-retain-without-table", "retention-without-days", "revoke-unknown", "revoke-bad-name"],
+)
+def test_operations_mistakes_are_one_line(command: list[str], contains: tuple[str, ...], db: URL) -> None:
+    assert_one_line_error(run("--database-url", libpq_dsn(db), *command), contains)
+
+
+def test_partitions_retention_and_roles_list(db: URL) -> None:
+    url = libpq_dsn(db)
+    shown = run("--database-url", url, "partitions", "retention", "metric_samples", "20")
+    assert shown.returncode == 0, describe(shown)
+    assert re.search(r"metric_samples\s+20\s+by prune", shown.stdout), shown.stdout
+    assert re.search(r"audit_logs\s+400\s+only with --table", shown.stdout), shown.stdout
+    pruned = run("--database-url", url, "partitions", "prune")
+    assert pruned.returncode == 0, describe(pruned)
+    assert "audit_logs" not in pruned.stdout
+    listed = run("--database-url", url, "roles", "list")
+    assert listed.returncode == 0, describe(listed)
+    assert "login(s)" in listed.stdout

@@ -97,6 +97,10 @@ def _config_version(make: Make) -> str:
     return f"{configuration},{make.config_version(configuration, 30)}"
 
 
+def _retention(make: Make) -> str:
+    return str(make.insert("partition_retention", returning="table_name", table_name=f"t{make.n()}", keep_days=9))
+
+
 AUDITED: dict[str, Audited] = {
     # identity
     "users": Audited("trg_users_audit", "id", Make.user, "display_name = 'Changed'", delete=False),  # never deleted
@@ -140,6 +144,9 @@ AUDITED: dict[str, Audited] = {
     ),
     # monitoring
     "metrics": Audited("trg_metrics_audit", "id", Make.metric, "description = 'Changed'", delete=True),
+    "partition_retention": Audited(
+        "trg_partition_retention_audit", "table_name", _retention, "keep_days = keep_days + 1", delete=True
+    ),
 }
 
 

@@ -58,6 +58,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0022": set(),
     "0023": set(),
     "0024": set(),
+    "0025": {"partition_retention"},
     "0027": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
@@ -389,3 +390,42 @@ def test_revision_0020_privileges_step_without_a_superuser(server: Server, empty
             admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(database))
             admin.execute(sql.SQL("GRANT TEMPORARY ON DATABASE {} TO PUBLIC").format(database))
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_revision_0025_on_a_database_in_use(db: URL, conn: psycopg.Connection[Any]) -> None:
+    """Revision 0025 on a live database: a partition detached before it (left in schema platform) moves to
+    platform_archive, every partition index already made gets its <parent index>_p<period> name, and a service
+    login made before it (a group member relying on PUBLIC's CONNECT) keeps connecting while PUBLIC loses CONNECT."""
+    migrate.downgrade(db, "0022")
+    conn.execute(
+        "SELECT platform.ensure_partitions('platform.metric_samples', 'day', now() - interval '3 days', now())"
+    )
+    old = conn.execute(
+        "SELECT 'metric_samples_p' || to_char((now() - interval '3 days') AT TIME ZONE 'UTC', 'YYYY_MM_DD')"
+    ).fetchone()
+    assert old is not None
+    conn.execute(f"ALTER TABLE platform.metric_samples DETACH PARTITION platform.{old[0]}")
+    conn.execute("INSERT INTO platform.teams (name, display_name) VALUES ('in-use', 'In use')")  # audited: in use
+    login = f"before_0025_{db.database}"
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+    conn.execute(sql.SQL("GRANT platform_delivery TO {}").format(sql.Identifier(login)))
+    try:
+        assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%_pkey'").fetchone() != (0,)
+        migrate.upgrade(db, "head")
+        assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"platform_archive.{old[0]}",)).fetchone() == (True,)
+        wrong = conn.execute(
+            """SELECT ci.relname FROM pg_inherits ih JOIN pg_index x ON x.indrelid = ih.inhrelid
+                 JOIN pg_class ci ON ci.oid = x.indexrelid JOIN pg_inherits ii ON ii.inhrelid = ci.oid
+                 JOIN pg_class pi ON pi.oid = ii.inhparent
+                WHERE ih.inhparent IN ('platform.metric_samples'::regclass, 'platform.audit_logs'::regclass)
+                  AND ci.relname NOT LIKE pi.relname || '\\_%%'"""
+        ).fetchall()
+        assert wrong == []
+        assert conn.execute("SELECT has_database_privilege('public', current_database(), 'CONNECT')").fetchone() == (
+            False,
+        )
+        with psycopg.connect(libpq_dsn(db.set(username=login, password=None))) as c:
+            assert c.execute("SELECT current_user").fetchone() == (login,)
+    finally:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))

@@ -47,6 +47,7 @@ ALL_TABLES = (
     "metric_series",
     "metric_samples",
     "metric_samples_quarantine",
+    "partition_retention",
 )
 SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref"}
 

@@ -110,6 +110,10 @@ def _partition_report(reports: list[partitions.Report], *, action: str) -> None:
                        "the kept window and get no partition", err=True)  # fmt: skip
         if report.pending:
             click.echo(f"note: {report.table}: {report.pending} partitions still to make; run ensure again", err=True)
+        if report.recreated:
+            again = ", ".join(report.recreated)
+            click.echo(f"note: {report.table}: made again partitions that had been detached: {again} (the detached "
+                       f"tables are in {partitions.ARCHIVE})", err=True)  # fmt: skip
     blocked = [r for r in reports if r.blocked]
     if blocked:
         raise UserError("; ".join(f"{r.table}: {r.blocked}" for r in blocked))
@@ -128,16 +132,37 @@ def partitions_ensure(ctx: click.Context, ahead: int, table: str | None) -> None
 
 
 @partitions_group.command("prune")
-@click.option("--retain", "retain", type=click.IntRange(min=1), required=True,
-              help="Keep this many days; drop whole partitions that end before.")  # fmt: skip
-@click.option("--detach", is_flag=True, help="Detach (keep as tables, to archive) instead of dropping.")
+@click.option("--retain", "retain", type=click.IntRange(min=1),
+              help="With --table: keep this many days this run, instead of the table's stored retention.")  # fmt: skip
+@click.option("--detach", is_flag=True,
+              help=f"Detach into schema {partitions.ARCHIVE} (kept as tables) instead of dropping.")  # fmt: skip
 @_TABLE_OPTION
 @click.pass_context
-def partitions_prune(ctx: click.Context, retain: int, detach: bool, table: str | None) -> None:
-    """Drop (or detach) whole partitions older than --retain days; never a bulk DELETE."""
+def partitions_prune(ctx: click.Context, retain: int | None, detach: bool, table: str | None) -> None:
+    """Drop (or detach) whole partitions older than each table's retention (see `partitions retention`); never a
+    bulk DELETE. The audit log is pruned only when named: --table audit_logs."""
     url = database_url(ctx, at_head=True)
     with connect(url, autocommit=True) as conn:
         _partition_report(partitions.prune(conn, retain, table, detach=detach), action="prune")
+
+
+@partitions_group.command("retention")
+@click.argument("table", required=False, type=click.Choice(list(partitions.MANAGED)))
+@click.argument("days", required=False, type=click.IntRange(min=1, max=36500))
+@click.pass_context
+def partitions_retention(ctx: click.Context, table: str | None, days: int | None) -> None:
+    """Show each table's retention (days kept), or set TABLE's to DAYS (as the schema owner)."""
+    if table is not None and days is None:
+        raise UserError(f"give the days to keep of {table}: platformdb partitions retention {table} DAYS")
+    url = database_url(ctx, at_head=True)
+    with connect(url, autocommit=True) as conn:
+        if table is not None and days is not None:
+            partitions.set_retention(conn, table, days)
+        kept = partitions.retention(conn)
+    shown = Table("table", "days kept", "pruned", box=None)
+    for name, keep in kept.items():
+        shown.add_row(name, str(keep), "only with --table" if name in partitions.EXPLICIT else "by prune")
+    console.print(shown)
 
 
 # --- roles ---------------------------------------------------------------------------------------------
@@ -164,6 +189,28 @@ def grant_login(ctx: click.Context, name: str, role: str, password_env: str | No
         click.echo(roles.grant_login_sql(name, role, password=password, exists=False).as_string(None))
         return
     console.print(roles.grant_login(database_url(ctx, at_head=True), name, role, password=password))
+
+
+@roles_group.command("list")
+@click.pass_context
+def roles_list(ctx: click.Context) -> None:
+    """The service logins of this database: group, connection limit and timeouts."""
+    logins = roles.list_logins(database_url(ctx, at_head=True))
+    shown = Table("login", "group", "connection limit", *roles.LoginLimits().settings(170000), box=None)
+    for login in logins:
+        limit = "none" if login.connection_limit < 0 else str(login.connection_limit)
+        timeouts = [login.settings.get(name, "-") for name in roles.LoginLimits().settings(170000)]
+        shown.add_row(login.name, ", ".join(login.groups), limit, *timeouts)
+    console.print(shown)
+    console.print(f"{len(logins)} login(s)")
+
+
+@roles_group.command("revoke")
+@click.argument("name")
+@click.pass_context
+def roles_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke login NAME from this database: its CONNECT here, and its group when no other database has it."""
+    console.print(roles.revoke_login(database_url(ctx, at_head=True), name))
 
 
 # --- watchdog ------------------------------------------------------------------------------------------

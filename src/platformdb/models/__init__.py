@@ -10,7 +10,7 @@ from platformdb.models.catalog import Environment, Service, ServiceDependency
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
 from platformdb.models.delivery import Deployment, DeploymentStatusHistory, DeploymentStatusTransition, Release
 from platformdb.models.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
-from platformdb.models.monitoring import Metric, MetricSample, MetricSeries
+from platformdb.models.monitoring import Metric, MetricSample, MetricSeries, PartitionRetention
 
 __all__ = [
     "SCHEMA",
@@ -27,6 +27,7 @@ __all__ = [
     "Metric",
     "MetricSample",
     "MetricSeries",
+    "PartitionRetention",
     "Partitioning",
     "Permission",
     "Release",

@@ -255,6 +255,7 @@ CREATE TRIGGER trg_audit_logs_no_truncate
   FOR EACH STATEMENT EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
 
 CREATE TABLE platform.audit_logs_default PARTITION OF platform.audit_logs DEFAULT;
+SELECT platform.name_partition_indexes('platform.audit_logs');  -- pk_audit_logs_default, not audit_logs_default_pkey
 CREATE TRIGGER trg_audit_logs_no_truncate BEFORE TRUNCATE ON platform.audit_logs_default
   FOR EACH STATEMENT EXECUTE FUNCTION platform.forbid_change('audit_logs is append-only');
 -- Append-only and time-ordered: vacuum by inserts (keeps the visibility map fresh for index-only scans and

@@ -2,6 +2,10 @@
 
 CREATE SCHEMA IF NOT EXISTS platform;
 COMMENT ON SCHEMA platform IS 'platformdb: control-plane schema shared by the platform''s microservices.';
+-- Where `partitions prune --detach` puts the partitions it detaches (revision 0025): out of the schema services
+-- use and lint checks, owned by the schema owner, granted to nobody.
+CREATE SCHEMA IF NOT EXISTS platform_archive;
+COMMENT ON SCHEMA platform_archive IS 'platformdb: partitions detached by retention, kept as plain tables to archive; no service has access.';
 
 -- Time-ordered UUIDs. PostgreSQL 18 has uuidv7() built in; on 15-17 an equivalent (RFC 9562, millisecond
 -- precision) is installed under the same name, so every key default reads platform.uuidv7().
@@ -83,6 +87,9 @@ DECLARE
   v_hi timestamptz;
   v_moved bigint := 0;
   v_trigger text;
+  v_existing regclass;
+  v_index record;
+  v_index_name text;
 BEGIN
   IF p_granularity = 'month' THEN
     v_step := interval '1 month'; v_format := 'YYYY_MM';
@@ -99,8 +106,13 @@ BEGIN
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_parent;
   v_start := date_trunc(p_granularity, p_at AT TIME ZONE 'UTC');
   v_name := v_table || '_p' || to_char(v_start, v_format);
-  IF to_regclass(format('%I.%I', v_schema, v_name)) IS NOT NULL THEN
-    RETURN false;
+  v_existing := to_regclass(format('%I.%I', v_schema, v_name));
+  IF v_existing IS NOT NULL THEN
+    IF EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = v_existing AND i.inhparent = p_parent) THEN
+      RETURN false;
+    END IF;
+    -- A partition detached before revision 0025 stayed here under the name: archive it and make the day again.
+    RAISE NOTICE 'archived detached % as % to make its partition again', v_existing, platform.archive_table(v_existing);
   END IF;
   v_lo := v_start AT TIME ZONE 'UTC';
   v_hi := (v_start + v_step) AT TIME ZONE 'UTC';
@@ -116,6 +128,26 @@ BEGIN
   IF v_options IS NOT NULL THEN
     EXECUTE format('ALTER TABLE %I.%I SET (%s)', v_schema, v_name, array_to_string(v_options, ', '));
   END IF;
+  -- The partition's indexes are made here, named <parent's index>_p<period> (pk_metric_samples_p2026_12_01), so
+  -- that an error naming one starts with the rule's name; ATTACH adopts them instead of making <partition>_pkey.
+  FOR v_index IN
+    SELECT x.relname AS name, k.oid AS con, pg_get_constraintdef(k.oid) AS condef, pg_get_indexdef(i.indexrelid) AS def
+      FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+      LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = p_parent AND k.contype IN ('p', 'u')
+     WHERE i.indrelid = p_parent ORDER BY x.relname
+  LOOP
+    v_index_name := v_index.name || substring(v_name FROM char_length(v_table) + 1);
+    IF octet_length(v_index_name) > 63 THEN
+      RAISE EXCEPTION 'index name % of partition % would be longer than 63 bytes', v_index_name, v_name
+        USING ERRCODE = 'name_too_long';
+    END IF;
+    IF v_index.con IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', v_schema, v_name, v_index_name, v_index.condef);
+    ELSE
+      EXECUTE regexp_replace(v_index.def, ' INDEX \S+ ON ONLY \S+ ',
+                             format(' INDEX %I ON %I.%I ', v_index_name, v_schema, v_name));
+    END IF;
+  END LOOP;
   -- Statement-level TRUNCATE triggers are not inherited by partitions: copy the parent's.
   FOR v_trigger IN
     SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
@@ -140,7 +172,7 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION platform.ensure_partition(regclass, text, timestamptz) IS 'Creates the monthly or daily range partition of a partitioned table holding p_at (built apart, then attached: SHARE UPDATE EXCLUSIVE on the parent), moving in any rows the DEFAULT partition holds for it; returns whether it created one. Idempotent.';
+COMMENT ON FUNCTION platform.ensure_partition(regclass, text, timestamptz) IS 'Creates the monthly or daily range partition of a partitioned table holding p_at (built apart with indexes named <parent index>_p<period>, then attached: SHARE UPDATE EXCLUSIVE on the parent), moving in any rows the DEFAULT partition holds for it; a detached table left under its name is archived first; returns whether it created one. Idempotent.';
 
 CREATE FUNCTION platform.ensure_partitions(
   p_parent regclass, p_granularity text, p_from timestamptz, p_to timestamptz
@@ -197,6 +229,51 @@ END
 $$;
 COMMENT ON FUNCTION platform.quarantine_default_rows(regclass, timestamptz, timestamptz) IS 'Moves the rows of a partitioned table''s DEFAULT partition whose key lies outside [p_keep_from, p_keep_until) into <table>_quarantine, when the table has one; returns how many moved.';
 
+-- Partition indexes are named <parent's index>_p<period> or <parent's index>_default (revision 0025), so that a
+-- duplicate sample or audit row names its rule (pk_metric_samples) as a stable prefix, not <partition>_pkey.
+-- ensure_partition builds new partitions' indexes so named; this renames those of existing partitions (ALTER
+-- INDEX ... RENAME: ACCESS EXCLUSIVE on each index renamed, for a moment).
+CREATE FUNCTION platform.name_partition_indexes(p_parent regclass) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  v_renamed integer := 0;
+BEGIN
+  FOR r IN
+    SELECT ci.oid::regclass AS idx, ci.relname AS name,
+           pi.relname || substring(pc.relname FROM char_length(pp.relname) + 1) AS new_name
+      FROM pg_inherits ih JOIN pg_class pc ON pc.oid = ih.inhrelid JOIN pg_class pp ON pp.oid = ih.inhparent
+      JOIN pg_index x ON x.indrelid = pc.oid JOIN pg_class ci ON ci.oid = x.indexrelid
+      JOIN pg_inherits ii ON ii.inhrelid = ci.oid JOIN pg_class pi ON pi.oid = ii.inhparent
+     WHERE ih.inhparent = p_parent ORDER BY 2
+  LOOP
+    CONTINUE WHEN r.name = r.new_name;
+    EXECUTE format('ALTER INDEX %s RENAME TO %I', r.idx, r.new_name);
+    v_renamed := v_renamed + 1;
+  END LOOP;
+  RETURN v_renamed;
+END
+$$;
+COMMENT ON FUNCTION platform.name_partition_indexes(regclass) IS 'Renames the indexes of a partitioned table''s partitions to <parent index>_p<period> (or _default); returns how many it renamed. Idempotent.';
+
+-- A detached partition leaves schema platform (where services look and lint checks) for platform_archive, under
+-- its name, or with a _<UTC time> suffix when the archive already holds that name (a day detached twice).
+-- SET SCHEMA takes ACCESS EXCLUSIVE on the detached table only.
+CREATE FUNCTION platform.archive_table(p_table regclass) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_name text := (SELECT c.relname FROM pg_class c WHERE c.oid = p_table);
+BEGIN
+  IF to_regclass(format('platform_archive.%I', v_name)) IS NOT NULL THEN
+    v_name := v_name || to_char(clock_timestamp() AT TIME ZONE 'UTC', '"_"YYYYMMDD"T"HH24MISSUS');
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', p_table, v_name);
+  END IF;
+  EXECUTE format('ALTER TABLE %s SET SCHEMA platform_archive', p_table);
+  RETURN format('platform_archive.%I', v_name);
+END
+$$;
+COMMENT ON FUNCTION platform.archive_table(regclass) IS 'Moves a detached partition into schema platform_archive (renamed with a _<UTC time> suffix if the name is taken there); returns its new name.';
+
 -- Retention: whole partitions whose range ends at or before p_older_than are dropped (or detached, to archive
 -- them) -- never a bulk DELETE, which would lock and bloat the table.
 CREATE FUNCTION platform.prune_partitions(
@@ -225,6 +302,7 @@ BEGIN
       END IF;
       IF p_detach THEN
         EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', p_parent, r.part);
+        v_name := platform.archive_table(r.part);
       ELSE
         EXECUTE format('DROP TABLE %s', r.part);
       END IF;
@@ -233,7 +311,7 @@ BEGIN
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION platform.prune_partitions(regclass, timestamptz, boolean) IS 'Drops (or detaches) the range partitions of a partitioned table that end at or before p_older_than, recording for audit_logs each lane''s newest removed row in audit_chain; returns their names. Idempotent.';
+COMMENT ON FUNCTION platform.prune_partitions(regclass, timestamptz, boolean) IS 'Drops (or detaches into schema platform_archive) the range partitions of a partitioned table that end at or before p_older_than, recording for audit_logs each lane''s newest removed row in audit_chain; returns their names (the archived names when detached). Idempotent.';
 
 CREATE FUNCTION platform.forbid_column_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -271,29 +349,105 @@ END
 $$;
 COMMENT ON FUNCTION platform.set_created_at() IS 'BEFORE INSERT row trigger (trg_<table>_created_at): a created_at or updated_at other than now() becomes now(), unless the writer holds the table owner''s privileges.';
 
--- A failed CHECK prints the whole row in its DETAIL ("Failing row contains ..."), to the client and the server
--- log. On tables holding secrets, password hashes or personal data this BEFORE trigger evaluates the table's own
--- CHECK constraints first (read from the catalog, so each rule is still written once) and raises the same
--- SQLSTATE and constraint name with a DETAIL that shows nothing. Named trg_<table>_validated so that it runs
--- after the BEFORE triggers that complete the row (BEFORE triggers fire in name order).
+-- A rejected write prints values: a NOT NULL or CHECK violation the whole row ("Failing row contains ..."), a
+-- unique violation the key ("Key (lower(email))=(...)"), a foreign key violation the key, to the client and the
+-- server log. On tables holding secrets, password hashes or personal data this BEFORE trigger checks the row the
+-- way PostgreSQL would next, in the same order (NOT NULL, CHECK, unique, foreign key), reading the rules from the
+-- catalog (so each is still written once, in the model), and raises the same SQLSTATE and name with a DETAIL that
+-- shows nothing; the constraints stay as the last line. A unique key is checked under a transaction advisory lock
+-- on (index, key), so a concurrent writer of the same key waits for the first to finish and, under READ COMMITTED,
+-- then sees its row; under REPEATABLE READ or SERIALIZABLE, whose snapshot cannot, it gets 40001 (retry). Primary
+-- keys (ids the database makes) are left to the index. An INSERT ... ON CONFLICT is left to its arbiter (the
+-- check would pre-empt DO NOTHING / DO UPDATE), so such a statement's unique violation can still show its key.
+-- SECURITY DEFINER: a foreign key's referenced table (users, for created_by) may be one the writer cannot read.
+-- Named trg_<table>_validated so that it runs after the BEFORE triggers that complete the row (name order).
 CREATE FUNCTION platform.check_quietly() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c record;
   v_ok boolean;
+  v_sql text;
+  v_failed text;
+  v_key text;
+  v_old_key text;
 BEGIN
-  FOR c IN
-    SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
-      FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'c' ORDER BY k.conname
-  LOOP
-    EXECUTE format('SELECT %s FROM (SELECT ($1).*) AS t', c.expr) INTO v_ok USING NEW;
-    IF v_ok IS FALSE THEN
-      RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, c.conname
-        USING ERRCODE = 'check_violation', CONSTRAINT = c.conname, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+  -- NOT NULL (by column order), then CHECK (by name), in one statement: the first rule the row breaks.
+  SELECT 'SELECT CASE ' || string_agg(w, ' ' ORDER BY o) || ' END FROM (SELECT ($1).*) AS t' INTO v_sql
+    FROM (SELECT format('WHEN t.%I IS NULL THEN %L', a.attname, 'n' || a.attname) AS w, to_char(a.attnum, 'FM00000') AS o
+            FROM pg_attribute a WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
+          UNION ALL
+          SELECT format('WHEN (%s) IS FALSE THEN %L', pg_get_expr(k.conbin, k.conrelid), 'c' || k.conname), 'z' || k.conname
+            FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'c') rules;
+  IF v_sql IS NOT NULL THEN
+    EXECUTE v_sql INTO v_failed USING NEW;
+    IF left(v_failed, 1) = 'n' THEN
+      RAISE EXCEPTION 'null value in column "%" of relation "%" violates not-null constraint', substr(v_failed, 2),
+            TG_TABLE_NAME
+        USING ERRCODE = 'not_null_violation', COLUMN = substr(v_failed, 2), SCHEMA = TG_TABLE_SCHEMA,
+              TABLE = TG_TABLE_NAME,
               DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
+    ELSIF left(v_failed, 1) = 'c' THEN
+      RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, substr(v_failed, 2)
+        USING ERRCODE = 'check_violation', CONSTRAINT = substr(v_failed, 2), SCHEMA = TG_TABLE_SCHEMA,
+              TABLE = TG_TABLE_NAME,
+              DETAIL = 'The row is not shown: this table holds secrets, password hashes or personal data.';
+    END IF;
+  END IF;
+  IF TG_OP = 'UPDATE' OR current_query() !~* '\mon\s+conflict\M' THEN
+    FOR c IN
+      SELECT x.relname AS name, coalesce(pg_get_expr(i.indpred, i.indrelid, true), 'true') AS pred,
+             (SELECT string_agg(pg_get_indexdef(i.indexrelid, n, true), ', ' ORDER BY n)
+                FROM generate_series(1, i.indnkeyatts::int) n) AS cols
+        FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid
+       WHERE i.indrelid = TG_RELID AND i.indisunique AND NOT i.indisprimary AND i.indisvalid ORDER BY x.relname
+    LOOP
+      -- The key as text, or NULL when the row is not in the index's scope or the key has a NULL (never equal).
+      v_sql := format('SELECT CASE WHEN (%s) AND num_nulls(%s) = 0 THEN ROW(%s)::text END FROM (SELECT ($1).*) AS t',
+                      c.pred, c.cols, c.cols);
+      IF TG_OP = 'UPDATE' THEN
+        EXECUTE v_sql INTO v_old_key USING OLD;
+      END IF;
+      EXECUTE v_sql INTO v_key USING NEW;
+      CONTINUE WHEN v_key IS NULL OR v_key IS NOT DISTINCT FROM v_old_key;
+      IF NOT pg_try_advisory_xact_lock(hashtext(c.name), hashtext(v_key)) THEN
+        PERFORM pg_advisory_xact_lock(hashtext(c.name), hashtext(v_key));
+        IF current_setting('transaction_isolation') <> 'read committed' THEN
+          RAISE EXCEPTION 'could not serialize access due to a concurrent write of the same key of "%"', c.name
+            USING ERRCODE = 'serialization_failure', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+                  HINT = 'Retry the transaction.';
+        END IF;
+      END IF;
+      -- Inner names resolve to the new row (t), the outer ones to the table's rows (o).
+      EXECUTE format('SELECT EXISTS (SELECT FROM %s o WHERE (%s) AND (%s) = (SELECT %s FROM (SELECT ($1).*) AS t))',
+                     TG_RELID::regclass, c.pred, c.cols, c.cols)
+        INTO v_ok USING NEW;
+      IF v_ok THEN
+        RAISE EXCEPTION 'duplicate key value violates unique constraint "%"', c.name
+          USING ERRCODE = 'unique_violation', CONSTRAINT = c.name, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+                DETAIL = 'The key is not shown: this table holds secrets, password hashes or personal data.';
+      END IF;
+    END LOOP;
+  END IF;
+  -- Foreign keys: one statement each, true when the key has a NULL (MATCH SIMPLE) or its row exists.
+  FOR c IN
+    SELECT k.conname, k.confrelid::regclass AS ref,
+           (SELECT string_agg(format('t.%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.conkey) WITH ORDINALITY u(att, n)
+              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.att) AS cols,
+           (SELECT string_agg(format('r.%I', a.attname), ', ' ORDER BY u.n) FROM unnest(k.confkey) WITH ORDINALITY u(att, n)
+              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.att) AS ref_cols
+      FROM pg_constraint k WHERE k.conrelid = TG_RELID AND k.contype = 'f' ORDER BY k.conname
+  LOOP
+    EXECUTE format('SELECT num_nulls(%s) > 0 OR EXISTS (SELECT FROM %s r WHERE (%s) = (%s)) FROM (SELECT ($1).*) AS t',
+                   c.cols, c.ref, c.ref_cols, c.cols)
+      INTO v_ok USING NEW;
+    IF NOT v_ok THEN
+      RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%"', TG_TABLE_NAME, c.conname
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = c.conname, SCHEMA = TG_TABLE_SCHEMA,
+              TABLE = TG_TABLE_NAME,
+              DETAIL = 'The key is not shown: this table holds secrets, password hashes or personal data.';
     END IF;
   END LOOP;
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: evaluates the table''s CHECK constraints and raises a violation (23514, the constraint''s name) whose DETAIL shows no value.';
+COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: checks the row''s NOT NULL, CHECK, unique (but the primary key) and foreign key constraints, in PostgreSQL''s order, and raises the violation (23502, 23514, 23505, 23503, with the constraint''s name) with a DETAIL that shows no value.';

@@ -40,7 +40,9 @@ CREATE TRIGGER trg_configurations_audit AFTER INSERT OR UPDATE OR DELETE ON plat
 -- REPEATABLE READ or SERIALIZABLE a writer whose snapshot cannot see a version committed since gets PostgreSQL's
 -- serialization failure (40001: retry the transaction) instead of numbering from that snapshot. The last version
 -- is read by key, newest first, from the primary key's index. A writer may pass the version it expects to create
--- (optimistic concurrency): any other number is refused.
+-- (optimistic concurrency): any other number is refused (23514) with a JSON DETAIL {configuration_id,
+-- current_version, expected_version}, under every isolation level; a REPEATABLE READ or SERIALIZABLE writer whose
+-- snapshot predates a concurrent version gets 40001 first, and its retry (a new transaction) this refusal.
 -- SECURITY DEFINER: locking the key's row needs UPDATE on configurations, which writers do not hold.
 CREATE FUNCTION platform.number_configuration_version() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -55,13 +57,17 @@ BEGIN
   IF NEW.version IS NOT NULL AND NEW.version <> v_next THEN
     RAISE EXCEPTION 'configuration % is at version %, cannot write version %',
           NEW.configuration_id, v_next - 1, NEW.version
-      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME;
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'version',
+            DETAIL = json_build_object('configuration_id', NEW.configuration_id, 'current_version', v_next - 1,
+                                       'expected_version', NEW.version)::text,
+            HINT = 'Read the current version, then write current_version + 1 (or no version, to append).';
   END IF;
   NEW.version := v_next;
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.number_configuration_version() IS 'BEFORE INSERT trigger of configuration_versions: assigns the next gap-free version under the key''s row lock; refuses a stale expected version (SQLSTATE 23514); a REPEATABLE READ writer behind a concurrent version gets 40001.';
+COMMENT ON FUNCTION platform.number_configuration_version() IS 'BEFORE INSERT trigger of configuration_versions: assigns the next gap-free version under the key''s row lock; refuses a stale expected version (SQLSTATE 23514, DETAIL {configuration_id, current_version, expected_version} as JSON); a REPEATABLE READ or SERIALIZABLE writer behind a concurrent version gets 40001 (retry the transaction).';
 
 CREATE TRIGGER trg_configuration_versions_number BEFORE INSERT ON platform.configuration_versions
   FOR EACH ROW EXECUTE FUNCTION platform.number_configuration_version();

@@ -124,3 +124,22 @@ class MetricSampleQuarantine(CreatedOnly, Base):
     )
     sampled_at: Mapped[dt.datetime] = mapped_column(primary_key=True, comment="When the value was observed, as sent.")
     value: Mapped[float] = mapped_column(Double, comment="The observed value.")
+
+
+class PartitionRetention(Timestamps, Base):
+    """How many days of a time-partitioned table partition maintenance keeps (platformdb partitions prune)."""
+
+    # One row per partitioned table, seeded from the models' Partitioning.keep_days; changed by the owner only
+    # (`platformdb partitions retention TABLE DAYS`). Data, not a command-line flag, so that one table's
+    # retention is never applied to another's.
+
+    __tablename__ = "partition_retention"
+    __table_args__ = (
+        CheckConstraint("table_name ~ '^[a-z][a-z0-9_]*$' AND char_length(table_name) <= 63", name="table_name_format"),
+        CheckConstraint("keep_days BETWEEN 1 AND 36500", name="keep_days_range"),
+    )
+
+    table_name: Mapped[str] = mapped_column(primary_key=True, comment="The partitioned table of schema platform.")
+    keep_days: Mapped[int] = mapped_column(
+        comment="Partitions that end more than this many days ago are pruned; 1 to 36500."
+    )

@@ -12,6 +12,7 @@ CREATE TRIGGER trg_metric_samples_quarantine_immutable BEFORE UPDATE ON platform
   FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('a quarantined sample is kept as it was sent');
 
 CREATE TABLE platform.metric_samples_default PARTITION OF platform.metric_samples DEFAULT;
+SELECT platform.name_partition_indexes('platform.metric_samples');  -- pk_metric_samples_default, not metric_samples_default_pkey
 -- Insert-only at high rate: vacuum by inserts, analyze often; every new partition copies these settings.
 ALTER TABLE platform.metric_samples_default SET (autovacuum_vacuum_insert_threshold = 100000,
   autovacuum_vacuum_insert_scale_factor = 0, autovacuum_analyze_scale_factor = 0.05);
@@ -34,3 +35,14 @@ CREATE TRIGGER trg_metrics_keys_immutable BEFORE UPDATE ON platform.metrics
 CREATE TRIGGER trg_metric_samples_keys_immutable BEFORE UPDATE ON platform.metric_samples
   FOR EACH ROW WHEN ((OLD.series_id, OLD.sampled_at) IS DISTINCT FROM (NEW.series_id, NEW.sampled_at))
   EXECUTE FUNCTION platform.forbid_column_change('series_id', 'sampled_at');
+
+-- Retention per partitioned table, as data (revision 0025), seeded with the models' Partitioning.keep_days before
+-- its audit trigger exists (the seed is the schema's, not a change). Only the owner writes it.
+INSERT INTO platform.partition_retention (table_name, keep_days) VALUES ('audit_logs', 400), ('metric_samples', 35);
+CREATE TRIGGER trg_partition_retention_updated_at BEFORE UPDATE ON platform.partition_retention
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
+CREATE TRIGGER trg_partition_retention_keys_immutable BEFORE UPDATE ON platform.partition_retention
+  FOR EACH ROW WHEN (OLD.table_name IS DISTINCT FROM NEW.table_name)
+  EXECUTE FUNCTION platform.forbid_column_change('table_name');
+CREATE TRIGGER trg_partition_retention_audit AFTER INSERT OR UPDATE OR DELETE ON platform.partition_retention
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('table_name');

@@ -24,6 +24,7 @@ COMMENT ON ROLE platform_metrics_writer IS 'platformdb group role: writes metric
 COMMENT ON ROLE platform_readonly IS 'platformdb group role: reads everything but password hashes and secret references.';
 
 REVOKE ALL ON SCHEMA platform FROM PUBLIC;
+REVOKE ALL ON SCHEMA platform_archive FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA platform FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA platform FROM PUBLIC;
 GRANT USAGE ON SCHEMA platform TO platform_identity, platform_catalog, platform_delivery, platform_configuration,
@@ -76,7 +77,7 @@ GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platf
   platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
   platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
   platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples,
-  platform.metric_samples_quarantine TO platform_readonly;
+  platform.metric_samples_quarantine, platform.partition_retention TO platform_readonly;
 GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
   TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions
@@ -111,6 +112,23 @@ BEGIN
     RAISE NOTICE 'platformdb: % is not a superuser, so PUBLIC keeps EXECUTE on the large-object functions',
       current_user USING HINT = format('a superuser runs in database %I: REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC;',
       current_database(), v_lo);
+  END IF;
+END
+$$;
+
+-- A platformdb database is for its own logins (revision 0025). The group roles are cluster-wide: with PUBLIC's
+-- CONNECT, a login made for one platformdb database could connect to another of the same cluster and use the same
+-- group's privileges there. PUBLIC loses CONNECT here, and `platformdb roles grant-login` grants it per login on
+-- the database it is made for. An owner that does not own the database gets a NOTICE with the statement for its DBA.
+DO $$
+BEGIN
+  IF pg_has_role(current_user, (SELECT d.datdba FROM pg_database d WHERE d.datname = current_database()), 'USAGE')
+  THEN
+    EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database());
+  ELSE
+    RAISE NOTICE 'platformdb: % does not own database %, so PUBLIC keeps CONNECT on it', current_user,
+      current_database() USING HINT = format('a DBA runs: REVOKE CONNECT ON DATABASE %I FROM PUBLIC;',
+      current_database());
   END IF;
 END
 $$;

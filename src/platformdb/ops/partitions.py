@@ -1,7 +1,10 @@
 """Partition maintenance for the time-partitioned tables: safe to run from cron, idempotent, never stalling.
 
 ``ensure`` creates the partitions from the oldest row waiting in the DEFAULT partition (or now) to ``ahead`` days
-from now, moving such rows into them; ``prune`` drops (or detaches) whole partitions older than the retention.
+from now, moving such rows into them (and makes again a day whose partition was detached); ``prune`` drops (or
+detaches into schema ``platform_archive``) whole partitions older than the table's retention, which is data
+(``platform.partition_retention``, one row per table): one table's retention is never applied to another, and the
+audit log is pruned only when named (:data:`EXPLICIT`).
 Both report what they did and how far ahead writes are covered. A write whose timestamp has no partition never
 fails: it lands in the DEFAULT partition, which the next ``ensure`` drains.
 
@@ -38,6 +41,10 @@ MANAGED: dict[str, Partitioning] = {
 }
 """Partitioned table -> its partitioning, as the models declare it (``__partitioning__``)."""
 
+EXPLICIT = frozenset({"audit_logs"})
+"""Tables ``prune`` touches only when named: the audit log is evidence, removed on purpose or not at all."""
+ARCHIVE = "platform_archive"
+
 T = TypeVar("T")
 
 
@@ -68,6 +75,10 @@ class Report:
     """Partitions the window still needs after this run (``max_new`` reached)."""
     blocked: str | None = None
     """Why a step gave up: the lock it could not get within the retries, and who held it."""
+    recreated: list[str] = field(default_factory=list)
+    """Partitions made again for periods whose partition had been detached (the old table is in the archive)."""
+    retain_days: int | None = None
+    """The retention ``prune`` applied."""
 
     def days_ahead(self, now: dt.datetime) -> float:
         return 0.0 if self.covered_until is None else (self.covered_until - now).total_seconds() / 86400
@@ -79,6 +90,23 @@ def _tables(table: str | None) -> list[str]:
     if table not in MANAGED:
         raise UserError(f"not a partitioned table of ours: {table} (one of {', '.join(MANAGED)})")
     return [table]
+
+
+def retention(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Partitioned table -> the days of it that are kept (``platform.partition_retention``)."""
+    rows = conn.execute("SELECT table_name, keep_days FROM platform.partition_retention ORDER BY 1").fetchall()
+    return {str(name): int(days) for name, days in rows}
+
+
+def set_retention(conn: psycopg.Connection[Any], table: str, keep_days: int) -> None:
+    """Keep ``keep_days`` days of ``table`` (the owner's to change; services cannot write the table)."""
+    _tables(table)
+    conn.execute(
+        """INSERT INTO platform.partition_retention (table_name, keep_days) VALUES (%s, %s)
+           ON CONFLICT (table_name) DO UPDATE SET keep_days = EXCLUDED.keep_days
+           WHERE partition_retention.keep_days IS DISTINCT FROM EXCLUDED.keep_days""",
+        (table, keep_days),
+    )
 
 
 def _scalar(conn: psycopg.Connection[Any], query: sql.Composed | str, params: tuple[Any, ...] = ()) -> Any:
@@ -162,7 +190,8 @@ def ensure(
 def _ensure_table(conn: psycopg.Connection[Any], name: str, ahead_days: int, limits: Limits) -> Report:
     part, report, parent = MANAGED[name], Report(name), f"platform.{name}"
     now = dt.datetime.now(dt.UTC)
-    keep_from, keep_until = now - dt.timedelta(days=part.keep_days), now + dt.timedelta(days=ahead_days + 1)
+    keep_days = retention(conn).get(name, part.keep_days)
+    keep_from, keep_until = now - dt.timedelta(days=keep_days), now + dt.timedelta(days=ahead_days + 1)
     key, default = sql.Identifier(part.key), _default(name)
     before = int(_scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(default)))
 
@@ -188,11 +217,18 @@ def _ensure_table(conn: psycopg.Connection[Any], name: str, ahead_days: int, lim
             continue
         created, report.blocked = _with_lock_retries(conn, f"{parent}_default", limits, make(start))
         report.created += int(bool(created))
+        if created and _scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{ARCHIVE}.{_name(name, part, start)}",)):
+            report.recreated.append(_name(name, part, start))
     _coverage(conn, report)
     report.moved = max(0, before - report.quarantined - report.default_rows)
     outside = sql.SQL("SELECT count(*) FROM {} WHERE NOT ({})").format(default, window)
     report.outside_window = int(_scalar(conn, outside, (keep_from, keep_until)))
     return report
+
+
+def _name(table: str, part: Partitioning, start: dt.datetime) -> str:
+    """The partition of ``table`` for the period starting at ``start`` (as ``platform.ensure_partition`` names it)."""
+    return f"{table}_p{start:%Y_%m}" if part.granularity == "month" else f"{table}_p{start:%Y_%m_%d}"
 
 
 def _existing_starts(conn: psycopg.Connection[Any], parent: str) -> set[dt.datetime]:
@@ -207,20 +243,29 @@ def _existing_starts(conn: psycopg.Connection[Any], parent: str) -> set[dt.datet
 
 def prune(
     conn: psycopg.Connection[Any],
-    retain_days: int,
+    retain_days: int | None = None,
     table: str | None = None,
     *,
     detach: bool = False,
     limits: Limits = Limits(),
 ) -> list[Report]:
-    """Drop (or detach) the partitions that end more than ``retain_days`` ago, one short transaction each."""
+    """Drop (or detach into the archive) the partitions that end more than the table's retention ago, one short
+    transaction each. Without ``table``: every table but :data:`EXPLICIT` ones, each by its own stored retention;
+    ``retain_days`` (which overrides the stored retention for this run) needs ``table``."""
+    if retain_days is not None and table is None:
+        raise UserError("retention is per table: name it with --table (or leave out --retain to use each "
+                        "table's stored retention)")  # fmt: skip
+    kept = retention(conn)
     reports = []
-    for name in _tables(table):
+    for name in [t for t in _tables(table) if table is not None or t not in EXPLICIT]:
         report, parent = Report(name), f"platform.{name}"
+        report.retain_days = retain_days if retain_days is not None else kept.get(name)
+        if report.retain_days is None:
+            raise UserError(f"{name} has no retention in platform.partition_retention; give --retain")
 
-        def drop(parent: str = parent) -> list[str]:
+        def drop(parent: str = parent, days: int = report.retain_days) -> list[str]:
             pruned = "SELECT platform.prune_partitions(%s::regclass, now() - make_interval(days => %s), %s)"
-            return [str(r[0]) for r in conn.execute(pruned, (parent, retain_days, detach)).fetchall()]
+            return [str(r[0]) for r in conn.execute(pruned, (parent, days, detach)).fetchall()]
 
         dropped, report.blocked = _with_lock_retries(conn, parent, limits, drop)
         report.dropped = dropped or []

@@ -1,7 +1,10 @@
 """Logins for microservices: each is a LOGIN role that is a member of exactly one platformdb group role.
 
 Group roles are created by migration 0009 (NOLOGIN, cluster-wide). A service never logs in as the schema
-owner; it gets a login of its own here (or with the SQL that :func:`grant_login_sql` prints, for DBAs). Every
+owner; it gets a login of its own here (or with the SQL that :func:`grant_login_sql` prints, for DBAs). Because
+the groups are cluster-wide, what keeps two platformdb databases of one cluster apart is CONNECT: PUBLIC has none
+on a platformdb database (revision 0025) and each login gets CONNECT on the database it is made for only, so a
+delivery login of database A cannot even connect to database B. Every
 login carries the limits of :class:`LoginLimits`, so that one buggy or hostile service cannot hold locks, an
 audit lane or a connection slot for long; a login can still SET its own timeouts in a session, which is why
 ``platformdb watchdog`` (:func:`platform.end_stalled_sessions`) exists.
@@ -16,6 +19,7 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass, fields
+from typing import Any
 
 from psycopg import sql
 from sqlalchemy.engine import URL
@@ -128,7 +132,19 @@ def grant_login_sql(
     others = [g for g in existing.memberships if g != group]
     statements.extend(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(g), ident) for g in others)
     statements.append(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), ident))
+    statements.append(sql.SQL(CONNECT_HERE).format(sql.Literal(login)))
     return sql.SQL(";\n").join(statements) + sql.SQL(";")
+
+
+CONNECT_HERE = (
+    "DO $$BEGIN"
+    " EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), {});"
+    " IF has_database_privilege('public', current_database(), 'CONNECT') AND pg_has_role(current_user,"
+    " (SELECT d.datdba FROM pg_catalog.pg_database d WHERE d.datname = current_database()), 'USAGE') THEN"
+    " EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()); END IF; END$$"
+)
+"""CONNECT on the database the statements run in (whatever its name, so printed SQL needs none), and none for
+PUBLIC there (what revision 0025 did, again, for a database it did not reach, e.g. a copy)."""
 
 
 def grant_login(
@@ -161,3 +177,69 @@ def grant_login(
         with conn.transaction():
             conn.execute(statements)
     return f"{'updated' if exists else 'created'} login {login} as a member of {group} only"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A service login of this database: it has CONNECT here and is a member of a platformdb group."""
+
+    name: str
+    groups: tuple[str, ...]
+    connection_limit: int
+    settings: dict[str, str]
+
+
+_CONNECTS_HERE = """EXISTS (SELECT FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database()
+                       AND a.privilege_type = 'CONNECT' AND a.grantee = r.oid)"""
+"""SQL: role ``r`` is granted CONNECT on this database by name (not through PUBLIC)."""
+
+
+def list_logins(url: URL) -> list[Login]:
+    """The service logins of this database (CONNECT granted here, member of a platformdb group), by name."""
+    groups = list(GROUP_ROLES.values())
+    with connect(url, autocommit=True) as conn:
+        query = sql.SQL(
+            """SELECT r.rolname, array_agg(g.rolname ORDER BY g.rolname), r.rolconnlimit,
+                      (SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0)
+                 FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid JOIN pg_roles g ON g.oid = m.roleid
+                WHERE r.rolcanlogin AND g.rolname = ANY(%s) AND {}
+                GROUP BY r.oid, r.rolname, r.rolconnlimit ORDER BY r.rolname"""
+        ).format(sql.SQL(_CONNECTS_HERE))
+        rows: list[tuple[Any, ...]] = conn.execute(query, (groups,)).fetchall()
+    logins = []
+    for name, member_of, limit, config in rows:
+        settings = dict(str(c).split("=", 1) for c in config or ())
+        logins.append(Login(str(name), tuple(str(g) for g in member_of), int(limit), settings))
+    return logins
+
+
+def revoke_login(url: URL, login: str) -> str:
+    """Take ``login``'s CONNECT on this database; and its platformdb group memberships when no other database
+    grants it CONNECT (memberships are cluster-wide). The role itself stays (a DBA drops it). One-line summary."""
+    _check_login(login)
+    groups = list(GROUP_ROLES.values())
+    ident = sql.Identifier(login)
+    with connect(url, autocommit=True) as conn:
+        query = sql.SQL(
+            """SELECT {}, current_database(),
+                      array(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                             WHERE m.member = r.oid AND g.rolname = ANY(%s) ORDER BY 1),
+                      array(SELECT d.datname FROM pg_database d, aclexplode(d.datacl) a
+                             WHERE a.grantee = r.oid AND a.privilege_type = 'CONNECT'
+                               AND d.datname <> current_database() ORDER BY 1)
+                 FROM pg_roles r WHERE r.rolname = %s AND r.rolcanlogin"""
+        ).format(sql.SQL(_CONNECTS_HERE))
+        row: tuple[Any, ...] | None = conn.execute(query, (groups, login)).fetchone()
+        if row is None or not (row[0] or row[2]):
+            raise UserError(f"no service login {login} in this database (see: platformdb roles list)")
+        connects, database = bool(row[0]), str(row[1])
+        member_of, elsewhere = [str(g) for g in row[2]], [str(d) for d in row[3]]
+        with conn.transaction():
+            if connects:
+                conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(database), ident))
+            if not elsewhere:
+                for group in member_of:
+                    conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), ident))
+    if elsewhere:
+        return f"revoked login {login} from database {database}; it keeps its groups for {', '.join(elsewhere)}"
+    return f"revoked login {login} from database {database} and its group(s) {', '.join(member_of) or '-'}"

@@ -20,7 +20,7 @@ Locks: ADD COLUMN with a constant default is catalog-only on PostgreSQL 11 and l
        the version-2 form (one UPDATE per row): on a large log, run it in a quiet window.
 
 Revision ID: 0027
-Revises: 0024
+Revises: 0025
 Create Date: 2026-12-02
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0027"
-down_revision: str | Sequence[str] | None = "0024"
+down_revision: str | Sequence[str] | None = "0025"
 branch_labels: str | Sequence[str] | None = ("platformdb",)
 depends_on: str | Sequence[str] | None = None
 
