@@ -59,6 +59,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0023": set(),
     "0024": set(),
     "0027": set(),
+    "0028": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
