@@ -28,9 +28,10 @@ def start_rollback(
     """Create the pending rollback of ``deployment_id`` (a succeeded or failed deployment) and return its id.
 
     It deploys ``version``, or else the newest other version that succeeded in the same service and environment
-    before the deployment was made. Errors are the database's: SQLSTATE 55000 for a deployment not finished,
-    P0002 for no such deployment or nothing to go back to, 23505 when a rollout of the service is already under
-    way in the environment.
+    before the deployment was made. Errors are the database's: SQLSTATE 55000 for a deployment not finished or
+    while a rollout of the service is under way in the environment, P0002 for no such deployment or nothing to
+    go back to, 23514 (``trg_deployments_rollback_target``) for a deployment that is not the latest finished one
+    or a version that is its own or never succeeded there.
     """
     params = {"deployment_id": deployment_id, "version": version, "deployed_by": deployed_by}
     new_id = target.execute(_SQL, params).scalar_one()

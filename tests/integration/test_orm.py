@@ -468,3 +468,123 @@ def test_set_actor_refuses_an_autocommit_sqlalchemy_connection(db: URL) -> None:
             assert setting == str(actor)
     finally:
         eng.dispose()
+
+
+# --- a rollback undoes what runs (revision 0028) ----------------------------------------------------------
+ROLLBACK_TARGET = "trg_deployments_rollback_target"
+ROLLBACK_INSERT = (
+    "INSERT INTO platform.deployments (service_id, version, environment_id, rollback_of_id)"
+    " VALUES (%s, %s, %s, %s) RETURNING id"
+)
+
+
+def start(delivery: psycopg.Connection[Any], deployment: uuid.UUID, version: str | None = None) -> uuid.UUID:
+    row = delivery.execute("SELECT platform.start_rollback(%s, %s)", (deployment, version)).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def insert_rollback(
+    delivery: psycopg.Connection[Any], service: uuid.UUID, env: uuid.UUID, version: str, of: uuid.UUID
+) -> uuid.UUID:
+    row = delivery.execute(ROLLBACK_INSERT, (service, version, env, of)).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def succeed(delivery: psycopg.Connection[Any], deployment: uuid.UUID) -> None:
+    for s in ("in_progress", "succeeded"):
+        delivery.execute("UPDATE platform.deployments SET status = %s WHERE id = %s", (s, deployment))
+
+
+def test_a_rollback_must_undo_what_runs(
+    conn: psycopg.Connection[Any], make: Make, delivery: psycopg.Connection[Any]
+) -> None:
+    """Security review, revision 0028: a rollback (rollback_of_id set, through start_rollback or a plain INSERT
+    as v0.2 services make them) undoes the latest finished deployment of its service and environment, to a
+    different version that succeeded there (trg_deployments_rollback_target, 23514), through the delivery login.
+    Refused: the same version again; an older deployment than the one in force, "rolled back" forward; a version
+    that never succeeded there; a rollback while a rollout is under way (a plain INSERT: start_rollback says
+    55000 first). The valid rollback works on both paths and marks what it undid. Failed on fbacbba: each attack
+    was accepted and ended with its target rolled_back."""
+    service, env = make.service(), make.environment()
+    d0 = rolled_out(make, service, env, "1.0.0")
+    rolled_out(make, service, env, "1.1.0", "failed")
+    d1 = rolled_out(make, service, env, "2.0.0")
+    make.release(service, "2.1.0")
+    for attack in (
+        lambda: start(delivery, d1, "2.0.0"),  # the version that already runs
+        lambda: insert_rollback(delivery, service, env, "2.0.0", d1),
+        lambda: insert_rollback(delivery, service, env, "2.1.0", d0),  # not the one in force, and forward
+        lambda: insert_rollback(delivery, service, env, "1.0.0", d0),
+        lambda: start(delivery, d0, "1.1.0"),
+        lambda: start(delivery, d1, "1.1.0"),  # a version that never succeeded there
+        lambda: insert_rollback(delivery, service, env, "1.1.0", d1),
+        lambda: start(delivery, d1, "2.1.0"),  # nor ever ran
+    ):
+        with rejected("23514", ROLLBACK_TARGET):
+            attack()
+    assert (status(conn, d0), status(conn, d1)) == ("succeeded", "succeeded")
+    under_way = make.deployment(service, env, "2.1.0")
+    with rejected("23514", ROLLBACK_TARGET):
+        insert_rollback(delivery, service, env, "1.0.0", d1)
+    make.set_status(under_way, "cancelled")  # a cancelled rollout changed nothing: d1 is still the one in force
+
+    rollback = start(delivery, d1, "1.0.0")
+    succeed(delivery, rollback)
+    assert (status(conn, d1), status(conn, rollback)) == ("rolled_back", "succeeded")
+    # v0.2's write path: a plain INSERT of the rollback, of a failed deployment (it counts as finished)
+    d2 = rolled_out(make, service, env, "2.1.0", "failed")
+    with rejected("23514", ROLLBACK_TARGET):
+        insert_rollback(delivery, service, env, "1.0.0", rollback)  # d2 came after it
+    with rejected("23514", ROLLBACK_TARGET):
+        insert_rollback(delivery, service, env, "2.0.0", d2)  # 2.0.0 was rolled back: not a good version
+    back = insert_rollback(delivery, service, env, "1.0.0", d2)
+    succeed(delivery, back)
+    assert status(conn, d2) == "rolled_back"
+
+
+def test_the_owner_may_still_insert_any_rollback(conn: psycopg.Connection[Any], make: Make) -> None:
+    """The table owner (backfills, the seed's history) is not held to trg_deployments_rollback_target, as with
+    trg_deployments_rolled_back_has_rollback."""
+    service, env = make.service(), make.environment()
+    d = rolled_out(make, service, env, "1.0.0")
+    make.deployment(service, env, "1.0.0", rollback_of_id=d)
+
+
+def test_start_rollback_while_a_rollout_is_under_way(
+    make: Make, delivery: psycopg.Connection[Any], engines: Engines
+) -> None:
+    """Security review, revision 0028: start_rollback fails at once (55000) while the service has a pending or
+    in_progress deployment in the environment, instead of waiting, with the deployment locked, on that
+    rollout's transaction through uq_deployments_active_service_id_environment_id (which deadlocked against
+    the rollout's success marking the same deployment). Failed on fbacbba: 23505 with the rollout committed,
+    55P03 (lock_timeout) with its move uncommitted in another transaction."""
+    service, env = make.service(), make.environment()
+    rolled_out(make, service, env, "1.0.0")
+    bad = rolled_out(make, service, env, "1.1.0")
+    rollback = make.deployment(service, env, "1.0.0", rollback_of_id=bad)
+    delivery.execute("SET lock_timeout = '5s'")
+    with rejected("55000", None):
+        start(delivery, bad)
+    with engines("delivery").connect() as other:  # the rollout moves on in a transaction still open
+        other.execute(text("UPDATE platform.deployments SET status = 'in_progress' WHERE id = :r"), {"r": rollback})
+        with pytest.raises(psycopg.Error) as info:
+            start(delivery, bad, "1.0.0")
+        assert info.value.sqlstate == "55000", info.value
+        assert "under way" in (info.value.diag.message_primary or "")
+        other.execute(text("UPDATE platform.deployments SET status = 'succeeded' WHERE id = :r"), {"r": rollback})
+        other.commit()
+    assert status(delivery, bad) == "rolled_back"
+
+
+def test_rollback_functions_pin_their_search_path(conn: psycopg.Connection[Any]) -> None:
+    """Every function of revisions 0024 and 0028 runs with search_path pg_catalog, pg_temp, whatever the
+    caller's. Failed on fbacbba for deployment_rolled_back_guard and mark_rolled_back."""
+    names = sorted(["deployment_rolled_back_guard", "mark_rolled_back", "start_rollback", "deployment_rollback_guard"])
+    rows = conn.execute(
+        "SELECT p.proname, p.proconfig FROM pg_catalog.pg_proc p"
+        " WHERE p.pronamespace = 'platform'::regnamespace AND p.proname = ANY(%s) ORDER BY 1",
+        (names,),
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [(name, ["search_path=pg_catalog, pg_temp"]) for name in names]

@@ -60,6 +60,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0024": set(),
     "0025": {"partition_retention"},
     "0027": set(),
+    "0028": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
