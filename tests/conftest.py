@@ -45,7 +45,7 @@ def template(server: Server) -> str:
     """A database migrated to head, cloned by every test that needs the schema."""
     with server.admin() as conn:
         conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    migrate.upgrade(server.url(TEMPLATE), "head")
+    migrate.upgrade(server.url(TEMPLATE), "platformdb@head")  # never an extension a test registers
     return TEMPLATE
 
 
