@@ -253,13 +253,16 @@ SEED = [
        SELECT s.id, now() - i * interval '1 minute', i FROM platform.metric_series s, generate_series(0, 2) i
        UNION ALL SELECT s.id, now() - interval '1 year', 0 FROM platform.metric_series s""",
     # Deploy freezes and the promotion path (0050): a second person who may override, a freeze to come, a
-    # schedule, an override, an edge staging -> production, a break-glass override.
+    # schedule (its creator named: none, as no one holds freeze:manage), an override, an edge staging ->
+    # production, a break-glass override.
     f"""INSERT INTO platform.users (id, email, display_name, password_hash) VALUES
          ('00000000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', '{PASSWORD_HASH}')""",
     """INSERT INTO platform.roles (id, name) VALUES ('00000000-0000-7000-8000-00000000000c', 'release-manager')""",
-    """INSERT INTO platform.role_permissions (role_id, permission_id)
-       SELECT '00000000-0000-7000-8000-00000000000c', id FROM platform.permissions
-        WHERE name IN ('freeze:manage', 'freeze:override', 'promotion:override')""",
+    """INSERT INTO platform.permissions (id, name) VALUES ('00000000-0000-7000-8000-00000000000f', 'freeze:override'),
+         ('00000000-0000-7000-8000-000000000010', 'promotion:override')""",
+    """INSERT INTO platform.role_permissions (role_id, permission_id) VALUES
+         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-00000000000f'),
+         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-000000000010')""",
     """INSERT INTO platform.role_grants (user_id, role_id) VALUES
          ('00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-00000000000c')""",
     """INSERT INTO platform.environments (id, name) VALUES ('00000000-0000-7000-8000-00000000000a', 'staging')""",
@@ -267,7 +270,7 @@ SEED = [
          ('00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-000000000005')""",
     """INSERT INTO platform.freeze_schedules (id, environment_id, cron, time_zone, duration, reason, created_by)
        VALUES ('00000000-0000-7000-8000-00000000000d', '00000000-0000-7000-8000-000000000005', '0 18 * * 5',
-               'Europe/Berlin', '2 days 15 hours', 'Weekend freeze', '00000000-0000-7000-8000-00000000000b')""",
+               'Europe/Berlin', '2 days 15 hours', 'Weekend freeze', NULL)""",
     """INSERT INTO platform.freeze_periods (id, environment_id, during, reason, schedule_id) VALUES
          ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-000000000005',
           tstzrange(now() + interval '1 day', now() + interval '2 days'), 'Weekend freeze',

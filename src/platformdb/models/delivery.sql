@@ -225,12 +225,9 @@ $$;
 COMMENT ON FUNCTION platform.start_rollback(uuid, text, uuid) IS 'Starts a rollback of a succeeded or failed deployment: inserts the pending rollback deployment (p_version, else the newest other version that succeeded before it in that service and environment) and returns its id; when it succeeds the undone deployment becomes rolled_back. 55000 for a deployment not finished, P0002 for none to go back to.';
 
 -- Deploy freezes and the promotion path (issue #12, revision 0050). Written by the delivery service; every rule
--- is here, so no write path (a service, a script, psql) starts a frozen or unpromoted rollout.
-INSERT INTO platform.permissions (name, description) VALUES
-  ('freeze:manage', 'Declare deploy freezes and freeze schedules in a scope.'),
-  ('freeze:override', 'Approve, as a second person, a deployment starting during a freeze.'),
-  ('promotion:override', 'Approve, as a second person, a deployment that skips the promotion path (break-glass).')
-ON CONFLICT (name) DO NOTHING;
+-- is here, so no write path (a service, a script, psql) starts a frozen or unpromoted rollout. The rules name
+-- the permissions freeze:manage, freeze:override and promotion:override; like deployment:create, the identity
+-- service creates them (the demo does) and grants them through roles.
 
 -- A CHECK must be immutable and the time-zone database is not: the name is checked against it on write.
 CREATE FUNCTION platform.freeze_schedule_time_zone_guard() RETURNS trigger

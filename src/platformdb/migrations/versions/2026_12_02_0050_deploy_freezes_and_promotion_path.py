@@ -7,8 +7,8 @@ Why: Anyone with the delivery role could start a production rollout at any time 
      On entering in_progress, trg_deployments_not_frozen refuses a rollout during a matching freeze without an
      override (rollbacks only when the freeze says so), and trg_deployments_promoted one whose release has not
      succeeded in every environment before the target (rollbacks exempt). platform.rollout_freeze_blockers()
-     says what holds a pending rollout back. Permissions freeze:manage, freeze:override and promotion:override
-     are inserted if missing.
+     says what holds a pending rollout back. The rules read the permissions freeze:manage, freeze:override and
+     promotion:override, which the identity service creates like any other (no rows are inserted here).
 Locks: New tables take no lock on existing ones but their foreign keys' SHARE ROW EXCLUSIVE on environments,
        services, users, deployments while created (milliseconds; reads go on). CREATE TRIGGER on deployments takes
        SHARE ROW EXCLUSIVE until commit (writes wait for the commit). No table is rewritten; the indexes are on
@@ -65,11 +65,6 @@ def downgrade() -> None:
     for function in reversed(FUNCTIONS):
         if function not in helpers:
             op.execute(f"DROP FUNCTION {function}")
-    # The permissions stay unless unused: a grant of them outlives the rules that read them.
-    op.execute(
-        "DELETE FROM platform.permissions p WHERE p.name IN ('freeze:manage', 'freeze:override', 'promotion:override')"
-        " AND NOT EXISTS (SELECT FROM platform.role_permissions rp WHERE rp.permission_id = p.id)"
-    )
 
 
 GRANTS = """
@@ -246,12 +241,9 @@ COMMENT ON INDEX platform.ix_promotion_overrides_requested_by IS 'Serves: FK';
 # Frozen copy of the database-side SQL as it was when this revision landed (see models/delivery.sql for today's).
 RULES = r"""
 -- Deploy freezes and the promotion path (issue #12, revision 0050). Written by the delivery service; every rule
--- is here, so no write path (a service, a script, psql) starts a frozen or unpromoted rollout.
-INSERT INTO platform.permissions (name, description) VALUES
-  ('freeze:manage', 'Declare deploy freezes and freeze schedules in a scope.'),
-  ('freeze:override', 'Approve, as a second person, a deployment starting during a freeze.'),
-  ('promotion:override', 'Approve, as a second person, a deployment that skips the promotion path (break-glass).')
-ON CONFLICT (name) DO NOTHING;
+-- is here, so no write path (a service, a script, psql) starts a frozen or unpromoted rollout. The rules name
+-- the permissions freeze:manage, freeze:override and promotion:override; like deployment:create, the identity
+-- service creates them (the demo does) and grants them through roles.
 
 -- A CHECK must be immutable and the time-zone database is not: the name is checked against it on write.
 CREATE FUNCTION platform.freeze_schedule_time_zone_guard() RETURNS trigger
