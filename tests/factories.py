@@ -270,9 +270,12 @@ class Make:
     def override(self, table: str, deployment_id: uuid.UUID, permission: str, **kw: Any) -> uuid.UUID:
         """A four-eyed override in ``table`` (freeze_overrides or promotion_overrides) for a deployment: a new
         requester and a new approver holding ``permission`` everywhere."""
-        values = {"deployment_id": deployment_id, "requested_by": self.user(), "approved_by": self.permit(permission),
-                  "reason": "Hotfix for an outage"}  # fmt: skip
-        return self.insert(table, **(values | kw))  # type: ignore[no-any-return]
+        values = {"deployment_id": deployment_id, "reason": "Hotfix for an outage"} | kw
+        if "requested_by" not in values:
+            values["requested_by"] = self.user()
+        if "approved_by" not in values:
+            values["approved_by"] = self.permit(permission)
+        return self.insert(table, **values)  # type: ignore[no-any-return]
 
     # configuration -------------------------------------------------------------------------------------
     def configuration(self, service_id: uuid.UUID, key: str = "TIMEOUT", **kw: Any) -> uuid.UUID:

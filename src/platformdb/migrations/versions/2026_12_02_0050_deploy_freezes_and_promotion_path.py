@@ -249,7 +249,9 @@ RULES = r"""
 CREATE FUNCTION platform.freeze_schedule_time_zone_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = NEW.time_zone) THEN
+  -- A name too long for any zone is left to ck_freeze_schedules_time_zone_length.
+  IF char_length(NEW.time_zone) <= 64
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = NEW.time_zone) THEN
     RAISE EXCEPTION 'time_zone must be an IANA time zone name the server knows, such as Europe/Berlin'
       USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
             COLUMN = 'time_zone';
@@ -385,7 +387,8 @@ BEGIN
             TABLE = TG_TABLE_NAME;
   END IF;
   PERFORM pg_advisory_xact_lock(7265736565700050);  -- one key for the table's writers, held to commit
-  IF EXISTS (WITH RECURSIVE reach(environment_id) AS (
+  -- A self-edge is left to ck_environment_promotions_not_self.
+  IF NEW.from_environment_id <> NEW.to_environment_id AND EXISTS (WITH RECURSIVE reach(environment_id) AS (
                SELECT NEW.to_environment_id
                UNION
                SELECT p.to_environment_id FROM platform.environment_promotions p
