@@ -342,6 +342,9 @@ class FreezePeriod(Timestamps, Base):
             "schedule_id",
             text("lower(during)"),
             unique=True,
+            # Only the periods made from a schedule are keyed so; NULLS NOT DISTINCT states that none is NULL here.
+            postgresql_nulls_not_distinct=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
             info={"serves": "rule: freezes ensure makes one period per schedule firing (idempotent); FK"},
         ),
         Index("ix_freeze_periods_environment_id", "environment_id", info={"serves": "FK"}),

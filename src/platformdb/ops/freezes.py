@@ -92,7 +92,7 @@ INSERT INTO platform.freeze_periods (environment_id, service_id, during, reason,
 SELECT s.environment_id, s.service_id, p.during, s.reason, s.freezes_rollbacks, s.id
   FROM platform.freeze_schedules s, unnest(%s::tstzrange[]) AS p(during)
  WHERE s.id = %s
-ON CONFLICT (schedule_id, lower(during)) DO NOTHING
+ON CONFLICT (schedule_id, lower(during)) WHERE schedule_id IS NOT NULL DO NOTHING
 """
 
 

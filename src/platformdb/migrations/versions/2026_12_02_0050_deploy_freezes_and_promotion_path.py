@@ -143,7 +143,7 @@ CREATE INDEX ix_freeze_periods_created_by ON platform.freeze_periods (created_by
 CREATE INDEX ix_freeze_periods_during ON platform.freeze_periods USING gist (during);
 CREATE INDEX ix_freeze_periods_environment_id ON platform.freeze_periods (environment_id);
 CREATE INDEX ix_freeze_periods_service_id ON platform.freeze_periods (service_id);
-CREATE UNIQUE INDEX uq_freeze_periods_schedule_id_lower_during ON platform.freeze_periods (schedule_id, lower(during));
+CREATE UNIQUE INDEX uq_freeze_periods_schedule_id_lower_during ON platform.freeze_periods (schedule_id, lower(during)) NULLS NOT DISTINCT WHERE schedule_id IS NOT NULL;
 COMMENT ON TABLE platform.freeze_periods IS 'A concrete deploy freeze: no rollout of a matching deployment starts during it without an override.';
 COMMENT ON COLUMN platform.freeze_periods.id IS 'Freeze id (UUIDv7).';
 COMMENT ON COLUMN platform.freeze_periods.environment_id IS 'Environment frozen; NULL for every one.';
