@@ -597,3 +597,20 @@ def test_governance_updated_at_and_keys(
     row = make.freeze_schedule(**values) if table == "freeze_schedules" else make.freeze("1 day", "2 days", **values)
     assert_updated_at_trigger(conn, table, "id = %s", (row,), "reason = 'Changed'", updated_at)
     assert_keys_trigger(conn, table, "id = %s", (row,), "id = gen_random_uuid()", keys)
+
+
+def test_demo_shows_a_freeze_and_the_promotion_path_holding_a_rollout_back(db: Any) -> None:
+    from rich.console import Console
+
+    from platformdb.workbench import demo
+
+    assert demo.load(db)
+    console = Console(width=200, record=True)
+    console.print(demo.summary(db, freshly_loaded=True))
+    text = console.export_text()
+    assert "What holds pending rollouts back" in text
+    assert "payments 2.0.0 -> production" in text
+    assert "Card network migration" in text
+    assert "has not succeeded in environment development" in text
+    assert "has not succeeded in environment staging" in text
+    assert not demo.load(db)
