@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from platformdb.actor import set_actor
 from tests.factories import (
     Make,
     assert_created_at_trigger,
@@ -342,7 +343,16 @@ def test_overrides_need_a_second_person(conn: psycopg.Connection[Any], make: Mak
                      make.permit("deployment:create")):  # fmt: skip
         with rejected("42501", approver_rule):
             make.override(table, deployment, permission, approved_by=outsider, **extra)
-    override = make.override(table, deployment, permission, approved_by=approver, requested_by=deployer, **extra)
+    with rejected("42501", approver_rule), conn.transaction():  # the actor is someone else: not on their behalf
+        set_actor(conn, deployer)
+        make.override(table, deployment, permission, approved_by=approver, requested_by=deployer, **extra)
+    with conn.transaction():
+        set_actor(conn, approver)
+        override = make.override(table, deployment, permission, approved_by=approver, requested_by=deployer, **extra)
+    actor = conn.execute(
+        f"SELECT actor_id FROM platform.audit_logs WHERE entity_type = '{table}' AND entity_id = %s", (str(override),)
+    ).fetchone()
+    assert actor == (approver,)
     unique = "uq_freeze_overrides_freeze_period_id_deployment_id" if extra else "uq_promotion_overrides_deployment_id"
     with rejected("23505", unique):
         make.override(table, deployment, permission, **extra)

@@ -337,11 +337,19 @@ COMMENT ON FUNCTION platform.deployment_freeze_guard() IS 'BEFORE UPDATE trigger
 -- An override's approver is a second person: not its requester (ck_<table>_four_eyes), not the deployment's
 -- deployer, and holding the override permission for the deployment's service and environment at the time.
 -- Shared by freeze_overrides (freeze:override) and promotion_overrides (promotion:override): TG_ARGV[0].
+-- A transaction that names its actor (platformdb.actor_id, set_actor) writes an override only as its approver:
+-- a service does not approve on someone else's behalf, and the audit row names who approved.
 CREATE FUNCTION platform.override_approver_guard() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
   d record;
+  v_actor text := nullif(current_setting('platformdb.actor_id', true), '');
 BEGIN
+  IF v_actor IS NOT NULL AND v_actor IS DISTINCT FROM NEW.approved_by::text THEN
+    RAISE EXCEPTION 'an override is written by its approver: the transaction''s actor is another user'
+      USING ERRCODE = 'insufficient_privilege', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA,
+            TABLE = TG_TABLE_NAME, COLUMN = 'approved_by';
+  END IF;
   SELECT service_id, environment_id, deployed_by INTO d FROM platform.deployments WHERE id = NEW.deployment_id;
   IF FOUND AND NEW.approved_by = d.deployed_by THEN
     RAISE EXCEPTION 'the deployer of a deployment cannot approve its override'
@@ -356,7 +364,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.override_approver_guard() IS 'BEFORE INSERT trigger of freeze_overrides and promotion_overrides: the approver is not the deployer (23514) and holds the permission named by the trigger argument for the deployment''s service and environment (42501); constraint trg_<table>_approver.';
+COMMENT ON FUNCTION platform.override_approver_guard() IS 'BEFORE INSERT trigger of freeze_overrides and promotion_overrides: the approver is not the deployer (23514), holds the permission named by the trigger argument for the deployment''s service and environment, and is the transaction''s actor when one is set (42501); constraint trg_<table>_approver.';
 
 -- The promotion graph stays acyclic. Concurrent inserts are serialized by a transaction advisory lock, after
 -- which (READ COMMITTED: each statement takes a new snapshot) the check sees every committed edge; SERIALIZABLE
