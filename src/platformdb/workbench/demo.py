@@ -293,8 +293,8 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
     under_way = ", ".join(f"{s} {v} -> {e} ({st})" for s, e, v, st in active) or "none"
     blocked = Table("rollout", "held back by", "detail", title="What holds pending rollouts back "
                     "(platform.rollout_freeze_blockers)", title_justify="left")  # fmt: skip
-    for svc, env_name, ver, why, detail in held_back:
-        blocked.add_row(f"{svc} {ver} -> {env_name}", str(why), str(detail))
+    for held_service, env_name, ver, why, detail in held_back:
+        blocked.add_row(f"{held_service} {ver} -> {env_name}", str(why), str(detail))
     return Group(
         Panel(f"{where}\n{state}\nrollouts under way: {under_way}", title="platformdb demo", expand=False),
         matrix,
