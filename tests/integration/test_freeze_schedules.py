@@ -140,3 +140,28 @@ def test_cli_freezes_ensure_reports_each_schedule(db: URL, make: Make, tmp_path:
     again = runner.invoke(cli, ["--database-url", libpq_dsn(db), "freezes", "ensure", "--ahead", "14"])
     assert again.exit_code == 0, again.output
     assert " 0 " in again.output
+
+
+def test_a_schedule_that_never_fires_is_reported_and_the_others_expanded(
+    db: URL, conn: psycopg.Connection[Any], make: Make, tmp_path: Any
+) -> None:
+    """The cron CHECK is syntax only: 31 February passes it, and ensure reports that schedule in one line (exit
+    1, no traceback) after expanding the rest."""
+    from click.testing import CliRunner
+
+    from platformdb.cli import main as cli
+
+    never = make.freeze_schedule(cron="0 0 31 2 *")
+    weekly = make.freeze_schedule()
+    reports = {r.schedule_id: r for r in freezes.ensure(conn, 14)}
+    assert reports[never].error == "cannot expand its cron expression: Bad day-of-month"
+    assert reports[weekly].error is None
+    assert reports[weekly].created >= 2
+    result = CliRunner(env={"PLATFORMDB_HOME": str(tmp_path)}).invoke(
+        cli, ["--database-url", libpq_dsn(db), "freezes", "ensure", "--ahead", "14"]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"platformdb: error: schedule {never}: cannot expand its cron expression: Bad day-of-month"
+    )
+    assert "Traceback" not in result.output

@@ -116,8 +116,11 @@ def ensure(
         try:
             zone = ZoneInfo(time_zone)
             periods, report.pending = firings(cron, zone, duration, at, dt.timedelta(days=ahead_days), limits.max_new)
-        except (ZoneInfoNotFoundError, ValueError, cron_error) as exc:
-            report.error = f"cannot expand: {type(exc).__name__}"
+        except ZoneInfoNotFoundError:
+            report.error = "cannot expand: Python's time-zone database does not know its zone (install tzdata)"
+            continue
+        except (ValueError, cron_error) as exc:  # syntax passed the CHECK; e.g. 31 February never comes
+            report.error = f"cannot expand its cron expression: {exc}"
             continue
         if not periods:
             continue
