@@ -239,6 +239,44 @@ class Make:
         for status in statuses:
             self.conn.execute("UPDATE platform.deployments SET status = %s WHERE id = %s", (status, deployment_id))
 
+    # governance: freezes and the promotion path -------------------------------------------------------
+    def permit(self, permission: str, user_id: uuid.UUID | None = None, **scope: Any) -> uuid.UUID:
+        """A user (new unless given) granted a new role holding the named permission (made if missing), in
+        ``scope`` (service_id, environment_id); returns the user."""
+        user = user_id or self.user()
+        row = self.conn.execute(
+            "INSERT INTO platform.permissions (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+            " RETURNING id",
+            (permission,),
+        ).fetchone()
+        assert row is not None
+        role = self.role()
+        self.insert("role_permissions", "role_id", role_id=role, permission_id=row[0])
+        self.grant(user, role, **scope)
+        return user
+
+    def freeze(self, start: str = "-1 hour", end: str = "1 hour", **kw: Any) -> uuid.UUID:
+        """A freeze period [now + start, now + end) (offsets as intervals), unless ``during`` is given."""
+        if "during" not in kw:
+            row = self.conn.execute("SELECT tstzrange(now() + %s::interval, now() + %s::interval)", (start, end))
+            kw["during"] = row.fetchone()[0]  # type: ignore[index]
+        return self.insert("freeze_periods", **({"reason": "Quarter close"} | kw))  # type: ignore[no-any-return]
+
+    def freeze_schedule(self, **kw: Any) -> uuid.UUID:
+        values = {"cron": "0 18 * * 5", "time_zone": "Europe/Berlin", "duration": dt.timedelta(days=2, hours=15),
+                  "reason": "Weekend freeze"}  # fmt: skip
+        return self.insert("freeze_schedules", **(values | kw))  # type: ignore[no-any-return]
+
+    def override(self, table: str, deployment_id: uuid.UUID, permission: str, **kw: Any) -> uuid.UUID:
+        """A four-eyed override in ``table`` (freeze_overrides or promotion_overrides) for a deployment: a new
+        requester and a new approver holding ``permission`` everywhere."""
+        values = {"deployment_id": deployment_id, "reason": "Hotfix for an outage"} | kw
+        if "requested_by" not in values:
+            values["requested_by"] = self.user()
+        if "approved_by" not in values:
+            values["approved_by"] = self.permit(permission)
+        return self.insert(table, **values)  # type: ignore[no-any-return]
+
     # configuration -------------------------------------------------------------------------------------
     def configuration(self, service_id: uuid.UUID, key: str = "TIMEOUT", **kw: Any) -> uuid.UUID:
         return self.insert("configurations", service_id=service_id, key=key, **kw)  # type: ignore[no-any-return]

@@ -271,10 +271,11 @@ def test_unknown_revision(command: str, db: URL, reliability: Record) -> None:
         ["audit", "verify"],
         ["partitions", "ensure"],
         ["partitions", "prune", "--retain", "30"],
+        ["freezes", "ensure"],
         ["watchdog"],
         ["roles", "grant-login", "svc_x", "--role", "readonly"],
     ],
-    ids=["audit-verify", "partitions-ensure", "partitions-prune", "watchdog", "grant-login"],
+    ids=["audit-verify", "partitions-ensure", "partitions-prune", "freezes-ensure", "watchdog", "grant-login"],
 )
 @pytest.mark.parametrize("at", ["base", "0012"])
 def test_maintenance_on_an_unmigrated_database_says_to_upgrade(

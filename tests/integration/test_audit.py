@@ -101,6 +101,22 @@ def _retention(make: Make) -> str:
     return str(make.insert("partition_retention", returning="table_name", table_name=f"t{make.n()}", keep_days=9))
 
 
+def _freeze_override(make: Make) -> object:
+    deployment = make.deployment(make.service(), make.environment())
+    return make.override("freeze_overrides", deployment, "freeze:override", freeze_period_id=make.freeze())
+
+
+def _promotion(make: Make) -> str:
+    source, target = make.environment(), make.environment()
+    make.insert("environment_promotions", "from_environment_id", from_environment_id=source, to_environment_id=target)
+    return f"{source},{target}"
+
+
+def _promotion_override(make: Make) -> object:
+    deployment = make.deployment(make.service(), make.environment())
+    return make.override("promotion_overrides", deployment, "promotion:override")
+
+
 AUDITED: dict[str, Audited] = {
     # identity
     "users": Audited("trg_users_audit", "id", Make.user, "display_name = 'Changed'", delete=False),  # never deleted
@@ -135,6 +151,21 @@ AUDITED: dict[str, Audited] = {
         "status = 'in_progress'",
         delete=False,
     ),  # its status history restricts the delete
+    "freeze_schedules": Audited(
+        "trg_freeze_schedules_audit", "id", Make.freeze_schedule, "reason = 'Changed'", delete=True
+    ),
+    "freeze_periods": Audited(
+        "trg_freeze_periods_audit",
+        "id",
+        lambda make: make.freeze("1 hour", "2 hours"),
+        "reason = 'Changed'",
+        delete=True,
+    ),
+    "freeze_overrides": Audited("trg_freeze_overrides_audit", "id", _freeze_override, None, delete=False),
+    "environment_promotions": Audited(
+        "trg_environment_promotions_audit", "from_environment_id,to_environment_id", _promotion, None, delete=True
+    ),
+    "promotion_overrides": Audited("trg_promotion_overrides_audit", "id", _promotion_override, None, delete=False),
     # configuration
     "configurations": Audited(
         "trg_configurations_audit", "id", lambda make: make.configuration(make.service()), None, delete=True

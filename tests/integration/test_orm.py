@@ -8,6 +8,7 @@ which its transaction-local settings would vanish at once. Writes go through the
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InvalidRequestError, SAWarning
 from sqlalchemy.orm import Session, selectinload
@@ -31,6 +33,8 @@ from platformdb.models import (
     ConfigurationVersion,
     Deployment,
     DeploymentStatusHistory,
+    FreezeOverride,
+    FreezePeriod,
     Release,
     Service,
     Team,
@@ -588,3 +592,36 @@ def test_rollback_functions_pin_their_search_path(conn: psycopg.Connection[Any])
         (names,),
     ).fetchall()
     assert [tuple(r) for r in rows] == [(name, ["search_path=pg_catalog, pg_temp"]) for name in names]
+
+
+def test_freezes_and_overrides_through_the_orm(make: Make, engines: Engines) -> None:
+    """The delivery service's login, through its models: a freeze (a tstzrange) refuses the start by
+    trg_deployments_not_frozen, and an override a second person approved lets it go."""
+    service, env = make.service(), make.environment()
+    make.release(service, "1.0.0")
+    approver = make.permit("freeze:override", environment_id=env)
+    requester = make.user()
+    now = dt.datetime.now(dt.UTC)
+    with Session(engines("delivery"), expire_on_commit=False) as session, no_sa_warnings():
+        with session.begin():
+            freeze = FreezePeriod(environment_id=env, during=Range(now - dt.timedelta(minutes=1),
+                                  now + dt.timedelta(hours=1)), reason="Release train")  # fmt: skip
+            d = Deployment(service_id=service, version="1.0.0", environment_id=env)
+            session.add_all([freeze, d])
+        assert freeze.during.lower is not None
+        assert freeze.during.upper is not None
+        assert (freeze.during.lower, freeze.during.upper) == (
+            now - dt.timedelta(minutes=1),
+            now + dt.timedelta(hours=1),
+        )
+        assert (freeze.freezes_rollbacks, freeze.schedule_id) == (False, None)
+        with orm_rejected("23514", "trg_deployments_not_frozen"), session.begin():
+            d.status = "in_progress"
+            session.flush()
+        with session.begin():
+            session.add(FreezeOverride(freeze_period_id=freeze.id, deployment_id=d.id, requested_by=requester,
+                                       approved_by=approver, reason="Fix for the outage"))  # fmt: skip
+        with session.begin():
+            d.status = "in_progress"
+            session.flush()
+        assert d.started_at is not None

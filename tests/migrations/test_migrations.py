@@ -61,6 +61,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0025": {"partition_retention"},
     "0027": set(),
     "0028": set(),
+    "0050": {"freeze_schedules", "freeze_periods", "freeze_overrides", "environment_promotions", "promotion_overrides"},
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
@@ -254,6 +255,35 @@ SEED = [
     """INSERT INTO platform.metric_samples (series_id, sampled_at, value)
        SELECT s.id, now() - i * interval '1 minute', i FROM platform.metric_series s, generate_series(0, 2) i
        UNION ALL SELECT s.id, now() - interval '1 year', 0 FROM platform.metric_series s""",
+    # Deploy freezes and the promotion path (0050): a second person who may override, a freeze to come, a
+    # schedule (its creator named: none, as no one holds freeze:manage), an override, an edge staging ->
+    # production, a break-glass override.
+    f"""INSERT INTO platform.users (id, email, display_name, password_hash) VALUES
+         ('00000000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', '{PASSWORD_HASH}')""",
+    """INSERT INTO platform.roles (id, name) VALUES ('00000000-0000-7000-8000-00000000000c', 'release-manager')""",
+    """INSERT INTO platform.permissions (id, name) VALUES ('00000000-0000-7000-8000-00000000000f', 'freeze:override'),
+         ('00000000-0000-7000-8000-000000000010', 'promotion:override')""",
+    """INSERT INTO platform.role_permissions (role_id, permission_id) VALUES
+         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-00000000000f'),
+         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-000000000010')""",
+    """INSERT INTO platform.role_grants (user_id, role_id) VALUES
+         ('00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-00000000000c')""",
+    """INSERT INTO platform.environments (id, name) VALUES ('00000000-0000-7000-8000-00000000000a', 'staging')""",
+    """INSERT INTO platform.environment_promotions (from_environment_id, to_environment_id) VALUES
+         ('00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-000000000005')""",
+    """INSERT INTO platform.freeze_schedules (id, environment_id, cron, time_zone, duration, reason, created_by)
+       VALUES ('00000000-0000-7000-8000-00000000000d', '00000000-0000-7000-8000-000000000005', '0 18 * * 5',
+               'Europe/Berlin', '2 days 15 hours', 'Weekend freeze', NULL)""",
+    """INSERT INTO platform.freeze_periods (id, environment_id, during, reason, schedule_id) VALUES
+         ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-000000000005',
+          tstzrange(now() + interval '1 day', now() + interval '2 days'), 'Weekend freeze',
+          '00000000-0000-7000-8000-00000000000d')""",
+    """INSERT INTO platform.freeze_overrides (freeze_period_id, deployment_id, requested_by, approved_by, reason)
+       VALUES ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-000000000009',
+               '00000000-0000-7000-8000-000000000001', '00000000-0000-7000-8000-00000000000b', 'Hotfix')""",
+    """INSERT INTO platform.promotion_overrides (deployment_id, requested_by, approved_by, reason)
+       VALUES ('00000000-0000-7000-8000-000000000009', '00000000-0000-7000-8000-000000000001',
+               '00000000-0000-7000-8000-00000000000b', 'Staging is down')""",
     # A sample partition maintenance set aside: far outside the window it keeps partitions for.
     """INSERT INTO platform.metric_samples_quarantine (series_id, sampled_at, value)
        SELECT s.id, now() - interval '20 years', 0 FROM platform.metric_series s""",

@@ -37,6 +37,7 @@ from platformdb.models import metadata
 from platformdb.queries import CATALOG, Query
 from platformdb.queries.delivery import FIRST_PAGE, PAGE_SIZE
 from platformdb.workbench.samplers import Sampler, draw
+from tests.factories import Make
 
 DRAWS = 3
 """Parameter sets drawn per query (each its own seed, so a query's draws do not depend on test order)."""
@@ -356,3 +357,26 @@ def test_catalog_query_finds_rows_with_drawn_parameters(
     for params in draws(seeded_conn, query, candidates):
         rows = seeded_conn.execute(query.sql, params).fetchall()
         assert rows, f"{query.name} found nothing with {params}"
+
+
+def test_freeze_calendar_reads_the_window_through_the_gist_index(conn: psycopg.Connection[Any], make: Make) -> None:
+    """delivery.freeze_calendar on a long freeze history (20,000 periods over 8 environments and about 2 years):
+    the window is an index condition on ix_freeze_periods_during (GiST, &&), not a scan of the history."""
+    envs = [make.environment() for _ in range(8)]
+    conn.execute(
+        """INSERT INTO platform.freeze_periods (environment_id, during, reason)
+           SELECT (%s::uuid[])[1 + i %% 8], tstzrange(t, t + interval '1 hour'), 'Maintenance'
+             FROM generate_series(1, 20000) i,
+                  LATERAL (SELECT timestamptz '2025-01-01' + i * interval '1 hour') x(t)""",
+        (envs,),
+    )
+    conn.execute("ANALYZE platform.freeze_periods")
+    query = CATALOG["delivery.freeze_calendar"]
+    params = {"environment_id": envs[3], "since": dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
+              "until": dt.datetime(2026, 1, 12, tzinfo=dt.UTC)}  # fmt: skip
+    for plan_kind in ("custom", "generic"):
+        text = show(conn, query, params, plan_kind)
+        assert "ix_freeze_periods_during" in text, text
+        assert "Seq Scan" not in text, text
+    rows = query.execute(conn, **params)
+    assert len(rows) == 21  # 168 hours, one period in 8 for this environment

@@ -367,3 +367,50 @@ def test_a_transaction_older_than_the_rollout_start_can_still_finish_it(
     status, started_at, deployed_at = row.fetchone() or (None, None, None)
     assert status == "succeeded"
     assert deployed_at >= started_at
+
+
+# --- closing a cycle of the promotion graph from several sessions at once ------------------------------------
+def test_concurrent_edges_closing_a_cycle_let_at_most_all_but_one_in(
+    db: URL, conn: psycopg.Connection[Any], reliability: Record
+) -> None:
+    """Each round, n workers (2 to 4) insert at once the n edges of a cycle e0 -> e1 -> ... -> e0 and commit:
+    no edge alone closes it, so each would pass a check that cannot see the others. Exactly n - 1 commit; the
+    last to take the table's advisory lock sees the rest and gets 23514 naming trg_environment_promotions_acyclic;
+    the graph stays acyclic."""
+    make = Make(conn)
+    rounds = 6
+    for r in range(rounds):
+        n = 2 + r % 3
+        envs = [make.environment() for _ in range(n)]
+        conns = worker_connections(db, n)
+        barrier = threading.Barrier(n, timeout=BARRIER_TIMEOUT)
+
+        def insert(c: psycopg.Connection[Any], i: int, envs: list[Any] = envs, barrier: threading.Barrier = barrier,
+                   n: int = n) -> tuple[str | None, str | None]:  # fmt: skip
+            barrier.wait()
+            try:
+                c.execute(
+                    "INSERT INTO platform.environment_promotions (from_environment_id, to_environment_id)"
+                    " VALUES (%s, %s)",
+                    (envs[i], envs[(i + 1) % n]),
+                )
+                c.commit()
+            except psycopg.Error as exc:
+                c.rollback()
+                return exc.sqlstate, exc.diag.constraint_name
+            return None, None
+
+        try:
+            results = in_parallel([lambda c=c, i=i: insert(c, i) for i, c in enumerate(conns)])
+        finally:
+            close_all(conns)
+        assert sorted(results, key=str) == sorted(
+            [(None, None)] * (n - 1) + [("23514", "trg_environment_promotions_acyclic")], key=str
+        ), results
+        stored = conn.execute(
+            "SELECT count(*) FROM platform.environment_promotions WHERE from_environment_id = ANY(%s)", (envs,)
+        ).fetchone()
+        assert stored == (n - 1,)
+        reliability.cases += 1
+        reliability.add("attempts", n)
+        reliability.add("refused", 1)

@@ -38,6 +38,11 @@ ALL_TABLES = (
     "deployments",
     "deployment_status_transitions",
     "deployment_status_history",
+    "freeze_schedules",
+    "freeze_periods",
+    "freeze_overrides",
+    "environment_promotions",
+    "promotion_overrides",
     "configurations",
     "configuration_versions",
     "deployment_configurations",
@@ -69,6 +74,12 @@ GRANTED: dict[str, dict[str, set[str]]] = {
     "platform_delivery": {
         "releases": {S, INS},
         "deployments": {S, INS, U},
+        # Deploy freezes and the promotion path (0050): overrides are append-only, edges inserted or deleted.
+        "freeze_schedules": {S, INS, U, D},
+        "freeze_periods": {S, INS, U, D},
+        "freeze_overrides": {S, INS},
+        "promotion_overrides": {S, INS},
+        "environment_promotions": {S, INS, D},
         **{
             t: {S}
             for t in (

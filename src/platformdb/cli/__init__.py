@@ -1,7 +1,7 @@
 """The ``platformdb`` command, one module per command group (installed with the ``cli`` extra).
 
 - :mod:`~platformdb.cli.migrations`: upgrade, downgrade, current, history, sql
-- :mod:`~platformdb.cli.operations`: audit, partitions, roles (run against production)
+- :mod:`~platformdb.cli.operations`: audit, freezes, partitions, roles (run against production)
 - :mod:`~platformdb.cli.review`: docs, lint (read the live catalogs)
 - :mod:`~platformdb.cli.workbench`: server, demo, seed (the local embedded server and its data)
 

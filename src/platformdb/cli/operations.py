@@ -1,4 +1,4 @@
-"""``platformdb audit | partitions | roles``: operations a DBA or cron runs against production."""
+"""``platformdb audit | freezes | partitions | roles``: operations a DBA or cron runs against production."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.table import Table
 from platformdb.cli.app import cli, console, database_url
 from platformdb.db import connect
 from platformdb.errors import UserError
-from platformdb.ops import audit_chain, partitions, roles, sessions
+from platformdb.ops import audit_chain, freezes, partitions, roles, sessions
 from platformdb.ops import checkpoints as checkpoints_ops
 
 
@@ -228,3 +228,31 @@ def watchdog(ctx: click.Context, idle: int, transaction: int) -> None:
     for session in ended:
         console.print(str(session))
     console.print(f"{len(ended)} stalled session(s) ended")
+
+
+# --- freezes --------------------------------------------------------------------------------------------
+@cli.group("freezes")
+def freezes_group() -> None:
+    """Deploy freezes: expand freeze schedules into concrete periods; safe to run from cron."""
+
+
+@freezes_group.command("ensure")
+@click.option("--ahead", "ahead", type=click.IntRange(min=0, max=freezes.MAX_AHEAD_DAYS), default=30,
+              show_default=True, help="Make the periods that start up to this many days from now.")  # fmt: skip
+@click.pass_context
+def freezes_ensure(ctx: click.Context, ahead: int) -> None:
+    """Expand every freeze schedule (cron in its time zone) into the freeze periods of the next --ahead days."""
+    url = database_url(ctx, at_head=True)
+    with connect(url, autocommit=True) as conn:
+        reports = freezes.ensure(conn, ahead)
+    table = Table("schedule", "created", "already there", "last start (UTC)", box=None)
+    for report in reports:
+        until = report.covered_until.strftime("%Y-%m-%d %H:%M") if report.covered_until else "-"
+        table.add_row(str(report.schedule_id), str(report.created), str(report.existing), until)
+    console.print(table if reports else "no freeze schedules")
+    for report in reports:
+        if report.pending:
+            click.echo(f"note: schedule {report.schedule_id}: more periods in the window; run ensure again", err=True)
+    failed = [r for r in reports if r.error]
+    if failed:
+        raise UserError("; ".join(f"schedule {r.schedule_id}: {r.error}" for r in failed))

@@ -8,7 +8,17 @@ from platformdb.models.audit import AuditChain, AuditLog
 from platformdb.models.base import SCHEMA, Base, Partitioning, metadata
 from platformdb.models.catalog import Environment, Service, ServiceDependency
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
-from platformdb.models.delivery import Deployment, DeploymentStatusHistory, DeploymentStatusTransition, Release
+from platformdb.models.delivery import (
+    Deployment,
+    DeploymentStatusHistory,
+    DeploymentStatusTransition,
+    EnvironmentPromotion,
+    FreezeOverride,
+    FreezePeriod,
+    FreezeSchedule,
+    PromotionOverride,
+    Release,
+)
 from platformdb.models.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
 from platformdb.models.monitoring import Metric, MetricSample, MetricSeries, PartitionRetention
 
@@ -24,12 +34,17 @@ __all__ = [
     "DeploymentStatusHistory",
     "DeploymentStatusTransition",
     "Environment",
+    "EnvironmentPromotion",
+    "FreezeOverride",
+    "FreezePeriod",
+    "FreezeSchedule",
     "Metric",
     "MetricSample",
     "MetricSeries",
     "PartitionRetention",
     "Partitioning",
     "Permission",
+    "PromotionOverride",
     "Release",
     "Role",
     "RoleGrant",

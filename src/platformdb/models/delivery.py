@@ -16,9 +16,11 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import INTERVAL, TSTZRANGE, Range
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship, remote
 
 from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, UUIDPk
+from platformdb.models.identity import INVISIBLE, WHITESPACE
 
 if TYPE_CHECKING:
     from platformdb.models.catalog import Environment, Service
@@ -249,3 +251,213 @@ class DeploymentStatusHistory(CreatedOnly, Base):
     to_status: Mapped[str] = mapped_column(comment="Status entered.")
 
     deployment: Mapped[Deployment] = relationship(back_populates="status_history", viewonly=True, lazy="raise")
+
+
+# --- governance (issue #12): deploy freezes and the promotion path ------------------------------------------
+def _cron_field(value: str) -> str:
+    """One cron field (a regex): ``*`` or a value or range, optionally stepped, comma-separated."""
+    item = rf"(\*|{value}(-{value})?)(/[1-9][0-9]?)?"
+    return rf"{item}(,{item})*"
+
+
+CRON = (
+    "^"
+    + " ".join(
+        _cron_field(v)
+        for v in (
+            "([0-5]?[0-9])",  # minute 0-59
+            "([01]?[0-9]|2[0-3])",  # hour 0-23
+            "(0?[1-9]|[12][0-9]|3[01])",  # day of month 1-31
+            "(0?[1-9]|1[0-2])",  # month 1-12
+            "[0-7]",  # day of week 0-7 (0 and 7 are Sunday)
+        )
+    )
+    + "$"
+)
+"""A five-field cron expression (minute hour day-of-month month day-of-week) with numbers, ``*``, ranges, lists
+and steps; no names, no seconds, no ``@`` macros. What ``platformdb freezes ensure`` expands (with cronsim)."""
+REASON_RULE = f"char_length(reason) BETWEEN 1 AND 1000 AND reason ~ '[^{WHITESPACE}]' AND reason !~ '[{INVISIBLE}]'"
+
+
+class FreezeSchedule(Timestamps, Base):
+    """A recurring deploy freeze: a cron expression in an IANA time zone, each firing starting a freeze of the
+    given duration; expanded into freeze_periods ahead of time by `platformdb freezes ensure`."""
+
+    __tablename__ = "freeze_schedules"
+    __table_args__ = (
+        CheckConstraint(f"cron ~ '{CRON}'", name="cron_format"),
+        CheckConstraint("char_length(time_zone) BETWEEN 1 AND 64", name="time_zone_length"),
+        CheckConstraint("duration > interval '0' AND duration <= interval '14 days'", name="duration_bounded"),
+        CheckConstraint(REASON_RULE, name="reason_visible"),
+        Index("ix_freeze_schedules_environment_id", "environment_id", info={"serves": "FK"}),
+        Index("ix_freeze_schedules_service_id", "service_id", info={"serves": "FK"}),
+        Index("ix_freeze_schedules_created_by", "created_by", info={"serves": "FK"}),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Schedule id (UUIDv7).")
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), comment="Environment frozen; NULL for every one."
+    )
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), comment="Service frozen; NULL for every one."
+    )
+    cron: Mapped[str] = mapped_column(
+        comment="Five-field cron expression (numbers, *, ranges, lists, steps) of the freeze starts."
+    )
+    time_zone: Mapped[str] = mapped_column(
+        comment="IANA time zone the cron expression is read in (checked against pg_timezone_names by trigger "
+        "trg_freeze_schedules_time_zone); starts follow its daylight-saving changes."
+    )
+    duration: Mapped[dt.timedelta] = mapped_column(INTERVAL, comment="How long each freeze lasts (at most 14 days).")
+    reason: Mapped[str] = mapped_column(comment="Why deployments are frozen: shown to whoever is refused.")
+    freezes_rollbacks: Mapped[bool] = mapped_column(
+        server_default=text("false"), comment="Whether rollbacks are frozen too (by default they are not)."
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who made the schedule; when set, holds freeze:manage in its scope (trg_freeze_schedules_manager).",
+    )
+
+
+class FreezePeriod(Timestamps, Base):
+    """A concrete deploy freeze: no rollout of a matching deployment starts during it without an override."""
+
+    __tablename__ = "freeze_periods"
+    __table_args__ = (
+        CheckConstraint(
+            "NOT isempty(during) AND NOT lower_inf(during) AND NOT upper_inf(during)"
+            " AND lower_inc(during) AND NOT upper_inc(during)",
+            name="during_bounded",
+        ),
+        CheckConstraint("upper(during) - lower(during) <= interval '366 days'", name="during_at_most_a_year"),
+        CheckConstraint(REASON_RULE, name="reason_visible"),
+        Index(
+            "ix_freeze_periods_during",
+            "during",
+            postgresql_using="gist",
+            info={"serves": "trg_deployments_not_frozen; delivery.freeze_calendar (range overlap)"},
+        ),
+        Index(
+            "uq_freeze_periods_schedule_id_lower_during",
+            "schedule_id",
+            text("lower(during)"),
+            unique=True,
+            # Only the periods made from a schedule are keyed so; NULLS NOT DISTINCT states that none is NULL here.
+            postgresql_nulls_not_distinct=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
+            info={"serves": "rule: freezes ensure makes one period per schedule firing (idempotent); FK"},
+        ),
+        Index("ix_freeze_periods_environment_id", "environment_id", info={"serves": "FK"}),
+        Index("ix_freeze_periods_service_id", "service_id", info={"serves": "FK"}),
+        Index("ix_freeze_periods_created_by", "created_by", info={"serves": "FK"}),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Freeze id (UUIDv7).")
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), comment="Environment frozen; NULL for every one."
+    )
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="RESTRICT"), comment="Service frozen; NULL for every one."
+    )
+    during: Mapped[Range[dt.datetime]] = mapped_column(
+        TSTZRANGE,
+        comment="When the freeze holds: [start, end), both finite; a rollout starting at the end instant is not "
+        "frozen. Fixed once begun (trg_freeze_periods_begun_fixed).",
+    )
+    reason: Mapped[str] = mapped_column(comment="Why deployments are frozen: shown to whoever is refused.")
+    freezes_rollbacks: Mapped[bool] = mapped_column(
+        server_default=text("false"), comment="Whether rollbacks are frozen too (by default they are not)."
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who declared the freeze; when set, holds freeze:manage in its scope (trg_freeze_periods_manager).",
+    )
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("freeze_schedules.id", ondelete="SET NULL"),
+        comment="The schedule this period was expanded from; NULL for a one-off freeze (or a deleted schedule).",
+    )
+
+
+class FreezeOverride(CreatedOnly, Base):
+    """Permission for one deployment to start during one freeze, approved by a second person; append-only."""
+
+    __tablename__ = "freeze_overrides"
+    __table_args__ = (
+        UniqueConstraint("freeze_period_id", "deployment_id"),
+        CheckConstraint("approved_by <> requested_by", name="four_eyes"),
+        CheckConstraint(REASON_RULE, name="reason_visible"),
+        Index("ix_freeze_overrides_deployment_id", "deployment_id", info={"serves": "FK; overrides of a rollout"}),
+        Index("ix_freeze_overrides_requested_by", "requested_by", info={"serves": "FK"}),
+        Index("ix_freeze_overrides_approved_by", "approved_by", info={"serves": "FK"}),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Override id (UUIDv7).")
+    freeze_period_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("freeze_periods.id", ondelete="RESTRICT"), comment="The freeze lifted."
+    )
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="RESTRICT"), comment="The deployment allowed to start during it."
+    )
+    requested_by: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who asked for the override."
+    )
+    approved_by: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who approved it: not the requester, not the deployer, and holding freeze:override for the "
+        "deployment's service and environment at the time (trg_freeze_overrides_approver).",
+    )
+    reason: Mapped[str] = mapped_column(comment="Why the freeze is lifted for this deployment.")
+
+
+class EnvironmentPromotion(CreatedOnly, Base):
+    """An edge of the promotion graph: a release reaches to_environment only after succeeding in
+    from_environment (and in every environment before that); the graph is acyclic."""
+
+    __tablename__ = "environment_promotions"
+    __table_args__ = (
+        CheckConstraint("from_environment_id <> to_environment_id", name="not_self"),
+        Index(
+            "ix_environment_promotions_to_environment_id",
+            "to_environment_id",
+            info={"serves": "FK; trg_deployments_promoted (predecessors of an environment)"},
+        ),
+    )
+
+    from_environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"),
+        primary_key=True,
+        comment="The environment a release must succeed in first.",
+    )
+    to_environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"),
+        primary_key=True,
+        comment="The environment it is promoted to; no edge may close a cycle (trg_environment_promotions_acyclic).",
+    )
+
+
+class PromotionOverride(CreatedOnly, Base):
+    """Break-glass: one deployment may start without the promotion path's prior successes, approved by a second
+    person; append-only and audited."""
+
+    __tablename__ = "promotion_overrides"
+    __table_args__ = (
+        UniqueConstraint("deployment_id"),
+        CheckConstraint("approved_by <> requested_by", name="four_eyes"),
+        CheckConstraint(REASON_RULE, name="reason_visible"),
+        Index("ix_promotion_overrides_requested_by", "requested_by", info={"serves": "FK"}),
+        Index("ix_promotion_overrides_approved_by", "approved_by", info={"serves": "FK"}),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Override id (UUIDv7).")
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="RESTRICT"), comment="The deployment exempted from the promotion path."
+    )
+    requested_by: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), comment="Who asked for the override."
+    )
+    approved_by: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who approved it: not the requester, not the deployer, and holding promotion:override for the "
+        "deployment's service and environment at the time (trg_promotion_overrides_approver).",
+    )
+    reason: Mapped[str] = mapped_column(comment="Why the promotion path is bypassed for this deployment.")

@@ -56,6 +56,17 @@ GRANT SELECT ON platform.deployment_status_transitions, platform.deployment_stat
   platform.deployment_configurations, platform.services, platform.environments TO platform_delivery;
 GRANT EXECUTE ON FUNCTION platform.start_rollback(uuid, text, uuid) TO platform_delivery;
 
+-- delivery: deploy freezes, their schedules and overrides, the promotion graph and its overrides (revision 0050).
+-- Overrides are append-only; edges are inserted or deleted. The helpers the triggers call run as the writer.
+GRANT SELECT, INSERT, UPDATE, DELETE ON platform.freeze_schedules, platform.freeze_periods TO platform_delivery;
+GRANT SELECT, INSERT ON platform.freeze_overrides, platform.promotion_overrides TO platform_delivery;
+GRANT SELECT, INSERT, DELETE ON platform.environment_promotions TO platform_delivery;
+GRANT EXECUTE ON FUNCTION platform.freezes_in_force(uuid, uuid, timestamptz, boolean, uuid),
+  platform.promotion_missing(uuid, text, uuid) TO platform_delivery;
+GRANT EXECUTE ON FUNCTION platform.rollout_freeze_blockers(uuid) TO platform_delivery, platform_readonly;
+GRANT SELECT ON platform.freeze_schedules, platform.freeze_periods, platform.freeze_overrides,
+  platform.environment_promotions, platform.promotion_overrides TO platform_readonly;
+
 -- configuration: owns keys and versions (versions are append-only; numbering is the trigger's).
 GRANT SELECT, INSERT, DELETE ON platform.configurations TO platform_configuration;
 GRANT SELECT, INSERT ON platform.configuration_versions TO platform_configuration;

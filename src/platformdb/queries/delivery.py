@@ -90,4 +90,22 @@ SELECT h.from_status, h.to_status, h.created_at
 """,
 )
 
-QUERIES = [RUNNING_IN_ENVIRONMENT, DEPLOYMENT_HISTORY, ACTIVE_DEPLOYMENTS, DEPLOYMENT_TIMELINE]
+FREEZE_CALENDAR = Query(
+    name="delivery.freeze_calendar",
+    roles=(DELIVERY, READONLY),
+    caller="delivery service's API and the portal's environment page: the deploy freezes that hold in one "
+    "environment (its own and those of every environment) during a time window, in start order; a freeze of "
+    "one service says which (service_id). The window is a range overlap (&&) on ix_freeze_periods_during "
+    "(GiST), so the calendar reads the freezes of the window, not the table's history.",
+    kind="range",
+    sql="""
+SELECT f.id, lower(f.during) AS starts_at, upper(f.during) AS ends_at, f.service_id, f.reason, f.freezes_rollbacks,
+       f.schedule_id
+  FROM platform.freeze_periods f
+ WHERE f.during && tstzrange(%(since)s, %(until)s)
+   AND (f.environment_id = %(environment_id)s OR f.environment_id IS NULL)
+ ORDER BY lower(f.during), f.id
+""",
+)
+
+QUERIES = [RUNNING_IN_ENVIRONMENT, DEPLOYMENT_HISTORY, ACTIVE_DEPLOYMENTS, DEPLOYMENT_TIMELINE, FREEZE_CALENDAR]

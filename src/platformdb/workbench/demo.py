@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg.types.range import Range
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
@@ -39,6 +40,7 @@ USERS = [
 PERMISSIONS = [
     "service:read", "service:write", "deployment:create", "deployment:approve",
     "configuration:read", "configuration:write", "secret:read", "audit:read",
+    "freeze:manage", "freeze:override", "promotion:override",
 ]  # fmt: skip
 ROLES = {
     "viewer": ["service:read", "configuration:read"],
@@ -206,6 +208,24 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     _set_status(conn, rollback, "succeeded", deployed_at=bad_at + dt.timedelta(minutes=50))
     conn.execute("ALTER TABLE platform.deployments ENABLE TRIGGER trg_deployments_timestamps")
 
+    # Freezes and the promotion path (revision 0050), declared after the history they would have held back: the
+    # path development -> staging -> production, a weekend freeze schedule (`platformdb freezes ensure` makes
+    # its periods), a freeze of payments in production in force now, and a payments release waiting for
+    # production that both hold back (the summary says so).
+    for source, target in (("development", "staging"), ("staging", "production")):
+        _insert(conn, "environment_promotions", "from_environment_id", from_environment_id=env[source],
+                to_environment_id=env[target])  # fmt: skip
+    _insert(conn, "freeze_schedules", environment_id=prod, cron="0 18 * * 5", time_zone="Europe/Berlin",
+            duration=dt.timedelta(days=2, hours=15), reason="Weekend freeze: production changes wait for Monday",
+            created_by=alice)  # fmt: skip
+    _insert(conn, "freeze_periods", environment_id=prod, service_id=service["payments"],
+            during=Range(now - dt.timedelta(hours=1), now + dt.timedelta(days=3), "[)"),
+            reason="Card network migration: payments changes are frozen", created_by=alice)  # fmt: skip
+    _insert(conn, "releases", service_id=service["payments"], version="2.0.0", commit_sha=_sha("payments", "2.0.0"),
+            artifact_digest=_digest("payments", "2.0.0"), created_by=alice)  # fmt: skip
+    _insert(conn, "deployments", service_id=service["payments"], version="2.0.0", environment_id=prod,
+            deployed_by=user["bob@example.com"])  # fmt: skip
+
     # Metrics: production series for every service, a sample a minute over the last six hours.
     now = now.replace(second=0)
     start = now - dt.timedelta(hours=6)
@@ -251,6 +271,12 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
                  JOIN platform.services s ON s.id = d.service_id JOIN platform.environments e ON e.id = d.environment_id
                 WHERE d.status IN ('pending', 'in_progress') ORDER BY 1, 2"""
         ).fetchall()
+        held_back = conn.execute(
+            """SELECT s.name, e.name, d.version, b.blocker, b.detail FROM platform.deployments d
+                 JOIN platform.services s ON s.id = d.service_id JOIN platform.environments e ON e.id = d.environment_id
+                CROSS JOIN LATERAL platform.rollout_freeze_blockers(d.id) b
+                WHERE d.status = 'pending' ORDER BY 1, 2, 4, 5"""
+        ).fetchall()
         server_version = conn.info.parameter_status("server_version")
 
     envs = [name for name, _ in ENVIRONMENTS]
@@ -265,9 +291,14 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
     where = f'PostgreSQL {server_version}, database "{url.database}" at {host}'
     state = "demo data loaded" if freshly_loaded else "demo data was already loaded; nothing changed"
     under_way = ", ".join(f"{s} {v} -> {e} ({st})" for s, e, v, st in active) or "none"
+    blocked = Table("rollout", "held back by", "detail", title="What holds pending rollouts back "
+                    "(platform.rollout_freeze_blockers)", title_justify="left")  # fmt: skip
+    for held_service, env_name, ver, why, detail in held_back:
+        blocked.add_row(f"{held_service} {ver} -> {env_name}", str(why), str(detail))
     return Group(
         Panel(f"{where}\n{state}\nrollouts under way: {under_way}", title="platformdb demo", expand=False),
         matrix,
+        *([blocked] if held_back else []),
         rows,
     )
 

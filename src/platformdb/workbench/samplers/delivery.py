@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from platformdb.queries.delivery import FIRST_PAGE, PAGE_SIZE
@@ -29,7 +30,16 @@ def _history_params(s: Sampler) -> dict[str, Any]:
     return {"service_id": row["service_id"], **cursor, "page_size": PAGE_SIZE}
 
 
+def _calendar_params(s: Sampler) -> dict[str, Any]:
+    """Four weeks around a freeze of an environment that has freezes."""
+    row = s.row(sample("environment_id, lower(during) AS starts_at", "platform.freeze_periods",
+                       where="environment_id IS NOT NULL"))  # fmt: skip
+    return {"environment_id": row["environment_id"], "since": row["starts_at"] - dt.timedelta(weeks=2),
+            "until": row["starts_at"] + dt.timedelta(weeks=2)}  # fmt: skip
+
+
 SAMPLERS: dict[str, Draw] = {
+    "delivery.freeze_calendar": _calendar_params,
     "delivery.running_in_environment": _running_params,
     "delivery.deployment_history": _history_params,
     "delivery.deployment_timeline": lambda s: s.row(sample("id AS deployment_id", "platform.deployments")),

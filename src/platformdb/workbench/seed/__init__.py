@@ -65,10 +65,43 @@ def seed(
             loader = Loader(url, conn, data, progress)
             loader.phases["generate"] = time.perf_counter() - began
             loader.run()
+            _freezes_and_promotions(conn, anchor)
             loader.analyze()
             seconds = time.perf_counter() - began
         counts = count_rows(conn)
     return SeedReport(scale, seed, anchor, server_version, counts, loader.phases, seconds)
+
+
+def _freezes_and_promotions(conn: psycopg.Connection[Any], anchor: dt.datetime) -> None:
+    """After the history: the promotion path development -> staging -> each production, a weekend freeze
+    schedule per production environment, and the 26 weekend freezes each had before ``anchor`` (so the freeze
+    calendar has data and no rollout of a bench or test on the seeded database is frozen now). Overrides stay
+    empty: they need a second person holding freeze:override, which the seeded roles do not grant."""
+    with conn.transaction():
+        conn.execute(
+            """INSERT INTO platform.environment_promotions (from_environment_id, to_environment_id)
+               SELECT f.id, t.id FROM platform.environments f, platform.environments t
+                WHERE (f.name, t.name) IN (('development', 'staging'), ('staging', 'eu-production'),
+                                           ('staging', 'us-production'))"""
+        )
+        conn.execute(
+            """WITH s AS (
+                 INSERT INTO platform.freeze_schedules (environment_id, cron, time_zone, duration, reason)
+                 SELECT e.id, '0 18 * * 5', CASE e.name WHEN 'eu-production' THEN 'Europe/Berlin'
+                                                        ELSE 'America/New_York' END,
+                        interval '2 days 15 hours', 'Weekend freeze: no production changes'
+                   FROM platform.environments e WHERE e.name IN ('eu-production', 'us-production')
+                 RETURNING id, environment_id, time_zone, duration, reason)
+               INSERT INTO platform.freeze_periods (environment_id, during, reason, schedule_id)
+               SELECT s.environment_id,
+                      tstzrange(f.starts, ((f.starts AT TIME ZONE s.time_zone) + s.duration) AT TIME ZONE s.time_zone),
+                      s.reason, s.id
+                 FROM s CROSS JOIN LATERAL (
+                   SELECT ((date_trunc('week', %(anchor)s AT TIME ZONE s.time_zone) - w * interval '1 week'
+                            + interval '4 days 18 hours') AT TIME ZONE s.time_zone) AS starts
+                     FROM generate_series(2, 27) w) f""",
+            {"anchor": anchor},
+        )
 
 
 def _require_empty(conn: psycopg.Connection[Any]) -> None:
