@@ -8,6 +8,7 @@ exactly. A revision that breaks one of these needs an expand/contract path inste
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -32,26 +33,26 @@ COMMIT_SHA, DIGEST = "c" * 40, "sha256:" + "d" * 64
 V1_WRITES: list[tuple[str, list[str]]] = [
     ("platform_identity", [
         f"""INSERT INTO platform.users (email, display_name, password_hash)
-            VALUES ('bo@example.com', 'Bo', '{PASSWORD_HASH}')""",
-        "INSERT INTO platform.teams (name, display_name) VALUES ('search', 'Search')",
+            VALUES ('v1-writer@example.com', 'Bo', '{PASSWORD_HASH}')""",
+        "INSERT INTO platform.teams (name, display_name) VALUES ('v1-search', 'Search')",
         """INSERT INTO platform.team_memberships (team_id, user_id, role)
            SELECT t.id, u.id, 'member' FROM platform.teams t, platform.users u
-            WHERE t.name = 'search' AND u.email = 'bo@example.com'""",
-        "INSERT INTO platform.roles (name) VALUES ('viewer')",
-        "INSERT INTO platform.permissions (name) VALUES ('service:read')",
+            WHERE t.name = 'v1-search' AND u.email = 'v1-writer@example.com'""",
+        "INSERT INTO platform.roles (name) VALUES ('v1-viewer')",
+        "INSERT INTO platform.permissions (name) VALUES ('catalog:read')",
         """INSERT INTO platform.role_permissions (role_id, permission_id)
            SELECT r.id, p.id FROM platform.roles r, platform.permissions p
-            WHERE r.name = 'viewer' AND p.name = 'service:read'""",
+            WHERE r.name = 'v1-viewer' AND p.name = 'catalog:read'""",
         f"""INSERT INTO platform.role_grants (user_id, role_id, service_id)
             SELECT u.id, r.id, '{SVC}' FROM platform.users u, platform.roles r
-             WHERE u.email = 'bo@example.com' AND r.name = 'viewer'""",
-        "UPDATE platform.users SET display_name = 'Bo B.' WHERE email = 'bo@example.com'",
+             WHERE u.email = 'v1-writer@example.com' AND r.name = 'v1-viewer'""",
+        "UPDATE platform.users SET display_name = 'Bo B.' WHERE email = 'v1-writer@example.com'",
     ]),
     ("platform_catalog", [
-        "INSERT INTO platform.environments (name, is_production) VALUES ('staging', false)",
-        f"INSERT INTO platform.services (name, owner_team_id) VALUES ('search-api', '{TEAM}')",
+        "INSERT INTO platform.environments (name, is_production) VALUES ('v1-qa', false)",
+        f"INSERT INTO platform.services (name, owner_team_id) VALUES ('v1-search-api', '{TEAM}')",
         f"""INSERT INTO platform.service_dependencies (service_id, depends_on_service_id)
-            SELECT id, '{SVC}' FROM platform.services WHERE name = 'search-api'""",
+            SELECT id, '{SVC}' FROM platform.services WHERE name = 'v1-search-api'""",
     ]),
     ("platform_delivery", [
         f"""INSERT INTO platform.releases (service_id, version, commit_sha, artifact_digest, created_by)
@@ -65,20 +66,20 @@ V1_WRITES: list[tuple[str, list[str]]] = [
              WHERE service_id = '{SVC}' AND version = '1.1.0' AND status = 'in_progress'""",
     ]),
     ("platform_configuration", [
-        f"INSERT INTO platform.configurations (service_id, key) VALUES ('{SVC}', 'RETRIES')",
+        f"INSERT INTO platform.configurations (service_id, key) VALUES ('{SVC}', 'V1_RETRIES')",
         """INSERT INTO platform.configuration_versions (configuration_id, kind, value)
-           SELECT id, 'plain', '3' FROM platform.configurations WHERE key = 'RETRIES'""",
+           SELECT id, 'plain', '3' FROM platform.configurations WHERE key = 'V1_RETRIES'""",
         """INSERT INTO platform.configuration_versions (configuration_id, kind, secret_ref)
-           SELECT id, 'secret', 'vault://kv/payments/retries' FROM platform.configurations WHERE key = 'RETRIES'""",
+           SELECT id, 'secret', 'vault://kv/payments/v1-retries' FROM platform.configurations WHERE key = 'V1_RETRIES'""",
     ]),
     ("platform_metrics_writer", [
-        "INSERT INTO platform.metrics (name, unit, kind) VALUES ('latency_ms', 'ms', 'gauge')",
+        "INSERT INTO platform.metrics (name, unit, kind) VALUES ('v1_latency_ms', 'ms', 'gauge')",
         f"""INSERT INTO platform.metric_series (metric_id, service_id, environment_id, labels)
-            SELECT id, '{SVC}', '{ENV}', '{{}}' FROM platform.metrics WHERE name = 'latency_ms'""",
+            SELECT id, '{SVC}', '{ENV}', '{{}}' FROM platform.metrics WHERE name = 'v1_latency_ms'""",
         """INSERT INTO platform.metric_samples (series_id, sampled_at, value)
            SELECT s.id, now() - i * interval '1 second', i
              FROM platform.metric_series s JOIN platform.metrics m ON m.id = s.metric_id,
-                  generate_series(1, 100) i WHERE m.name = 'latency_ms'""",
+                  generate_series(1, 100) i WHERE m.name = 'v1_latency_ms'""",
     ]),
 ]  # fmt: skip
 
@@ -98,8 +99,10 @@ def seeded_at(url: URL, revision: str) -> None:
     migrate.upgrade(url, revision)
     with psycopg.connect(libpq_dsn(url)) as conn, conn.transaction():
         for statement in SEED:
-            if "metric_samples_quarantine" in statement and revision < "0015":
-                continue  # the quarantine came with 0015
+            table = re.search(r"INSERT INTO (platform\.\w+)", statement)
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.group(1) if table else "x",)).fetchone()
+            if table and not (exists and exists[0]):
+                continue  # a table a later revision brought (the quarantine came with 0015, freezes with 0050...)
             conn.execute(statement)
 
 
