@@ -58,6 +58,8 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0022": set(),
     "0023": set(),
     "0024": set(),
+    "0040": set(),
+    "0041": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -1,0 +1,153 @@
+"""Environment tiers (is_production derived and kept for v1) and the service lifecycle's effects (revision 0040)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import URL
+
+from platformdb.db import libpq_dsn
+from tests.factories import Make, rejected
+
+
+def as_role(conn: psycopg.Connection[Any], role: str) -> None:
+    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
+
+def tier(conn: psycopg.Connection[Any], env: uuid.UUID) -> tuple[str, bool]:
+    row = conn.execute("SELECT tier, is_production FROM platform.environments WHERE id = %s", (env,)).fetchone()
+    assert row is not None
+    return str(row[0]), bool(row[1])
+
+
+# tiers ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", [None, "platform_catalog"])
+def test_v1_writer_sending_only_is_production_gets_a_tier(conn: psycopg.Connection[Any], role: str | None) -> None:
+    if role:
+        as_role(conn, role)
+    prod = conn.execute(
+        "INSERT INTO platform.environments (name, is_production) VALUES ('eu-prod', true) RETURNING id"
+    ).fetchone()[0]  # type: ignore[index]
+    dev = conn.execute("INSERT INTO platform.environments (name) VALUES ('dev') RETURNING id").fetchone()[0]  # type: ignore[index]
+    assert tier(conn, prod) == ("production", True)
+    assert tier(conn, dev) == ("other", False)
+    # A v1 writer flips is_production: the tier follows; a v2 writer changes the tier: is_production follows.
+    conn.execute("UPDATE platform.environments SET is_production = false WHERE id = %s", (prod,))
+    assert tier(conn, prod) == ("other", False)
+    conn.execute("UPDATE platform.environments SET tier = 'staging' WHERE id = %s", (dev,))
+    assert tier(conn, dev) == ("staging", False)
+    conn.execute("UPDATE platform.environments SET tier = 'production' WHERE id = %s", (dev,))
+    assert tier(conn, dev) == ("production", True)
+    conn.execute("UPDATE platform.environments SET is_production = false WHERE id = %s", (dev,))
+    assert tier(conn, dev) == ("other", False)
+    conn.execute("UPDATE platform.environments SET tier = 'staging' WHERE id = %s", (dev,))
+    conn.execute("UPDATE platform.environments SET is_production = false, name = 'dev-2' WHERE id = %s", (dev,))
+    assert tier(conn, dev) == ("staging", False)  # trg_environments_tier_sync keeps a tier that agrees
+
+
+@pytest.mark.parametrize("role", [None, "platform_catalog"])
+def test_environment_tier_rules(conn: psycopg.Connection[Any], make: Make, role: str | None) -> None:
+    if role:
+        as_role(conn, role)
+    with rejected("23514", "ck_environments_tier_allowed"):
+        make.environment(tier="prod")
+    with rejected("23514", "ck_environments_is_production_tier"):
+        make.environment(tier="staging", is_production=True)
+    env = make.environment(tier="testing")
+    assert tier(conn, env) == ("testing", False)
+    with rejected("23514", "ck_environments_is_production_tier"):
+        conn.execute("UPDATE platform.environments SET tier = 'staging', is_production = true WHERE id = %s", (env,))
+    assert tier(conn, make.environment(tier="production")) == ("production", True)
+    assert tier(conn, make.environment(tier="production", is_production=True)) == ("production", True)
+
+
+# lifecycle ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", [None, "platform_delivery"])
+def test_no_deployment_of_a_retired_service(conn: psycopg.Connection[Any], make: Make, role: str | None) -> None:
+    service, env = make.service(), make.environment()
+    make.release(service, "1.0.0")
+    deprecated = make.service(status="deprecated")
+    make.release(deprecated, "1.0.0")
+    conn.execute("UPDATE platform.services SET status = 'retired' WHERE id = %s", (service,))
+    if role:
+        as_role(conn, role)
+    with rejected("23514", "trg_deployments_service_not_retired"):
+        make.insert("deployments", service_id=service, version="1.0.0", environment_id=env)
+    make.insert("deployments", service_id=deprecated, version="1.0.0", environment_id=env)  # deprecated: still may
+
+
+@pytest.mark.parametrize("role", [None, "platform_catalog"])
+@pytest.mark.parametrize("status", ["deprecated", "retired"])
+def test_no_new_dependency_on_a_deprecated_or_retired_service(
+    conn: psycopg.Connection[Any], make: Make, role: str | None, status: str
+) -> None:
+    target, other = make.service(status=status), make.service(status="incubating")
+    dependent = make.service()
+    if role:
+        as_role(conn, role)
+    with rejected("23514", "trg_service_dependencies_target_active"):
+        make.insert("service_dependencies", "service_id", service_id=dependent, depends_on_service_id=target)
+    make.insert("service_dependencies", "service_id", service_id=dependent, depends_on_service_id=other)
+
+
+@pytest.mark.parametrize("role", [None, "platform_catalog"])
+def test_a_service_with_live_dependents_cannot_be_retired(
+    conn: psycopg.Connection[Any], make: Make, role: str | None
+) -> None:
+    target, dependent = make.service(), make.service()
+    make.insert("service_dependencies", "service_id", service_id=dependent, depends_on_service_id=target)
+    if role:
+        as_role(conn, role)
+    conn.execute("UPDATE platform.services SET status = 'deprecated' WHERE id = %s", (target,))  # deprecating may
+    with rejected("23514", "trg_services_retire_without_dependents"):
+        conn.execute("UPDATE platform.services SET status = 'retired' WHERE id = %s", (target,))
+    conn.execute("UPDATE platform.services SET status = 'retired' WHERE id = %s", (dependent,))
+    conn.execute("UPDATE platform.services SET status = 'retired' WHERE id = %s", (target,))  # dependents retired
+
+
+def test_a_dependency_racing_a_retirement_is_one_or_the_other(db: URL, conn: psycopg.Connection[Any], make: Make) -> None:
+    """Two connections: the dependency insert holds the target's share lock; the retirement waits for it and then
+    sees the dependency (refused). The other order: the retirement holds the row; the insert waits and then reads
+    the retired status (refused). Never both."""
+    target, dependent = make.service(), make.service()
+    for first in ("dependency", "retirement"):
+        with psycopg.connect(libpq_dsn(db)) as a, psycopg.connect(libpq_dsn(db)) as b:
+            insert = ("INSERT INTO platform.service_dependencies (service_id, depends_on_service_id) VALUES (%s, %s)",
+                      (dependent, target))  # fmt: skip
+            retire = ("UPDATE platform.services SET status = 'retired' WHERE id = %s", (target,))
+            one, two = (insert, retire) if first == "dependency" else (retire, insert)
+            a.execute(*one)  # type: ignore[arg-type]
+            errors: list[psycopg.Error] = []
+
+            def second() -> None:
+                try:
+                    b.execute(*two)  # type: ignore[arg-type]
+                    b.commit()
+                except psycopg.Error as e:
+                    errors.append(e)
+                    b.rollback()
+
+            t = threading.Thread(target=second)
+            t.start()
+            # b waits on a's lock: proven by pg_locks, not by time.
+            with psycopg.connect(libpq_dsn(db), autocommit=True) as watcher:
+                while not watcher.execute(
+                    "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock')",
+                    (b.info.backend_pid,),
+                ).fetchone()[0]:  # type: ignore[index]
+                    time.sleep(0.005)
+            a.commit()
+            t.join()
+            assert len(errors) == 1
+            expected = "trg_services_retire_without_dependents" if first == "dependency" else (
+                "trg_service_dependencies_target_active")  # fmt: skip
+            assert (errors[0].sqlstate, errors[0].diag.constraint_name) == ("23514", expected)
+            a.execute("DELETE FROM platform.service_dependencies WHERE depends_on_service_id = %s", (target,))
+            a.execute("UPDATE platform.services SET status = 'active' WHERE id = %s", (target,))
+            a.commit()
