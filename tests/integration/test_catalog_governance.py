@@ -111,43 +111,56 @@ def test_a_service_with_live_dependents_cannot_be_retired(
     conn.execute("UPDATE platform.services SET status = 'retired' WHERE id = %s", (target,))  # dependents retired
 
 
-def test_a_dependency_racing_a_retirement_is_one_or_the_other(db: URL, conn: psycopg.Connection[Any], make: Make) -> None:
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def second_waits_for_first(db: URL, first: list[Statement], second: list[Statement]) -> psycopg.Error | None:
+    """Run ``first`` on one connection, leave it open, start ``second`` on another, see it wait on a lock (by
+    pg_stat_activity, not by time), commit the first, and return the error the second then ends with, if any."""
+    errors: list[psycopg.Error] = []
+    with psycopg.connect(libpq_dsn(db)) as a, psycopg.connect(libpq_dsn(db)) as b:
+        for statement in first:
+            a.execute(*statement)
+
+        def run_second() -> None:
+            try:
+                for statement in second:
+                    b.execute(*statement)
+                b.commit()
+            except psycopg.Error as e:
+                errors.append(e)
+                b.rollback()
+
+        t = threading.Thread(target=run_second)
+        t.start()
+        with psycopg.connect(libpq_dsn(db), autocommit=True) as watcher:
+            query = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock')"
+            while t.is_alive() and not watcher.execute(query, (b.info.backend_pid,)).fetchone()[0]:  # type: ignore[index]
+                time.sleep(0.005)
+        assert t.is_alive(), "the second transaction did not wait for the first"
+        a.commit()
+        t.join()
+    return errors[0] if errors else None
+
+
+def test_a_dependency_racing_a_retirement_is_one_or_the_other(
+    db: URL, conn: psycopg.Connection[Any], make: Make
+) -> None:
     """Two connections: the dependency insert holds the target's share lock; the retirement waits for it and then
     sees the dependency (refused). The other order: the retirement holds the row; the insert waits and then reads
     the retired status (refused). Never both."""
     target, dependent = make.service(), make.service()
-    for first in ("dependency", "retirement"):
-        with psycopg.connect(libpq_dsn(db)) as a, psycopg.connect(libpq_dsn(db)) as b:
-            insert = ("INSERT INTO platform.service_dependencies (service_id, depends_on_service_id) VALUES (%s, %s)",
-                      (dependent, target))  # fmt: skip
-            retire = ("UPDATE platform.services SET status = 'retired' WHERE id = %s", (target,))
-            one, two = (insert, retire) if first == "dependency" else (retire, insert)
-            a.execute(*one)  # type: ignore[arg-type]
-            errors: list[psycopg.Error] = []
-
-            def second() -> None:
-                try:
-                    b.execute(*two)  # type: ignore[arg-type]
-                    b.commit()
-                except psycopg.Error as e:
-                    errors.append(e)
-                    b.rollback()
-
-            t = threading.Thread(target=second)
-            t.start()
-            # b waits on a's lock: proven by pg_locks, not by time.
-            with psycopg.connect(libpq_dsn(db), autocommit=True) as watcher:
-                while not watcher.execute(
-                    "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock')",
-                    (b.info.backend_pid,),
-                ).fetchone()[0]:  # type: ignore[index]
-                    time.sleep(0.005)
-            a.commit()
-            t.join()
-            assert len(errors) == 1
-            expected = "trg_services_retire_without_dependents" if first == "dependency" else (
-                "trg_service_dependencies_target_active")  # fmt: skip
-            assert (errors[0].sqlstate, errors[0].diag.constraint_name) == ("23514", expected)
-            a.execute("DELETE FROM platform.service_dependencies WHERE depends_on_service_id = %s", (target,))
-            a.execute("UPDATE platform.services SET status = 'active' WHERE id = %s", (target,))
-            a.commit()
+    insert: Statement = (
+        "INSERT INTO platform.service_dependencies (service_id, depends_on_service_id) VALUES (%s, %s)",
+        (dependent, target),
+    )
+    retire: Statement = ("UPDATE platform.services SET status = 'retired' WHERE id = %s", (target,))
+    for first, second, refused_by in (
+        (insert, retire, "trg_services_retire_without_dependents"),
+        (retire, insert, "trg_service_dependencies_target_active"),
+    ):
+        error = second_waits_for_first(db, [first], [second])
+        assert error is not None
+        assert (error.sqlstate, error.diag.constraint_name) == ("23514", refused_by)
+        conn.execute("DELETE FROM platform.service_dependencies WHERE depends_on_service_id = %s", (target,))
+        conn.execute("UPDATE platform.services SET status = 'active' WHERE id = %s", (target,))

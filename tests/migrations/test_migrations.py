@@ -60,6 +60,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0024": set(),
     "0040": set(),
     "0041": set(),
+    "0042": {"approval_rules", "deployment_approval_requirements", "deployment_approvals"},
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

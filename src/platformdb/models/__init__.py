@@ -8,18 +8,29 @@ from platformdb.models.audit import AuditChain, AuditLog
 from platformdb.models.base import SCHEMA, Base, Partitioning, metadata
 from platformdb.models.catalog import Environment, Service, ServiceDependency
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
-from platformdb.models.delivery import Deployment, DeploymentStatusHistory, DeploymentStatusTransition, Release
+from platformdb.models.delivery import (
+    ApprovalRule,
+    Deployment,
+    DeploymentApproval,
+    DeploymentApprovalRequirement,
+    DeploymentStatusHistory,
+    DeploymentStatusTransition,
+    Release,
+)
 from platformdb.models.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
 from platformdb.models.monitoring import Metric, MetricSample, MetricSeries
 
 __all__ = [
     "SCHEMA",
+    "ApprovalRule",
     "AuditChain",
     "AuditLog",
     "Base",
     "Configuration",
     "ConfigurationVersion",
     "Deployment",
+    "DeploymentApproval",
+    "DeploymentApprovalRequirement",
     "DeploymentConfiguration",
     "DeploymentStatusHistory",
     "DeploymentStatusTransition",

@@ -54,6 +54,13 @@ GRANT SELECT, INSERT, UPDATE ON platform.deployments TO platform_delivery;
 GRANT SELECT ON platform.deployment_status_transitions, platform.deployment_status_history,
   platform.deployment_configurations, platform.services, platform.environments TO platform_delivery;
 GRANT EXECUTE ON FUNCTION platform.start_rollback(uuid, text, uuid) TO platform_delivery;
+-- Four-eyes (revision 0042): delivery relays each approver's decision (the approver is data, checked by the
+-- rules) and reads the rules; the captured rules are written by trigger only. The rules themselves are policy,
+-- written by the identity service beside the grants: the service that runs rollouts cannot move their gate.
+GRANT SELECT, INSERT ON platform.deployment_approvals TO platform_delivery;
+GRANT SELECT ON platform.approval_rules, platform.deployment_approval_requirements TO platform_delivery;
+GRANT SELECT, INSERT, UPDATE, DELETE ON platform.approval_rules TO platform_identity;
+GRANT EXECUTE ON FUNCTION platform.rollout_blockers(uuid) TO platform_delivery, platform_readonly;
 
 -- configuration: owns keys and versions (versions are append-only; numbering is the trigger's).
 GRANT SELECT, INSERT, DELETE ON platform.configurations TO platform_configuration;
@@ -76,7 +83,8 @@ GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platf
   platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
   platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
   platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples,
-  platform.metric_samples_quarantine TO platform_readonly;
+  platform.metric_samples_quarantine, platform.approval_rules, platform.deployment_approval_requirements,
+  platform.deployment_approvals TO platform_readonly;
 GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
   TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions
