@@ -467,3 +467,23 @@ def test_an_approval_racing_the_start_is_counted_or_refused(db: URL, make: Make)
             assert error is not None
             assert (error.sqlstate, error.diag.constraint_name) == ("23514", "trg_deployment_approvals_open")
         make.set_status(deployment, "cancelled")
+
+
+def test_it_is_the_capture_trigger_that_copies_the_rules(conn: psycopg.Connection[Any], make: Make) -> None:
+    p = Protected(make, required=1)
+    with triggers_disabled(conn, "deployments", "trg_deployments_capture_approval_rules"):
+        uncaptured = p.deploy()
+    assert requirements(conn, uncaptured) == []
+    make.set_status(uncaptured, "cancelled")
+    assert requirements(conn, p.deploy()) == [(p.rule, 1, False)]
+
+
+def test_captured_rule_checks(conn: psycopg.Connection[Any], make: Make) -> None:
+    p = Protected(make, required=1)
+    deployment = p.deploy()
+    other = make.approval_rule(p.env, approver_permission_id=make.permission(name="deployment:sign"))
+    values = {"deployment_id": deployment, "approval_rule_id": other, "allow_self_approval": False,
+              "approver_permission_id": make.permission_named("deployment:approve")}  # fmt: skip
+    with rejected("23514", "ck_deployment_approval_requirements_required_approvals_range"):
+        make.insert("deployment_approval_requirements", "deployment_id", required_approvals=0, **values)
+    make.insert("deployment_approval_requirements", "deployment_id", required_approvals=10, **values)

@@ -97,6 +97,20 @@ def _config_version(make: Make) -> str:
     return f"{configuration},{make.config_version(configuration, 30)}"
 
 
+def _captured_rule(make: Make) -> str:
+    env = make.environment()
+    rule = make.approval_rule(env)
+    deployment = make.deployment(make.service(), env, deployed_by=make.user())  # the owner backfills
+    return f"{deployment},{rule}"
+
+
+def _approval(make: Make) -> str:
+    deployment, _ = _captured_rule(make).split(",")
+    approver = make.holder("deployment:approve")
+    make.approval(uuid.UUID(deployment), approver)
+    return f"{deployment},{approver}"
+
+
 AUDITED: dict[str, Audited] = {
     # identity
     "users": Audited("trg_users_audit", "id", Make.user, "display_name = 'Changed'", delete=False),  # never deleted
@@ -131,6 +145,23 @@ AUDITED: dict[str, Audited] = {
         "status = 'in_progress'",
         delete=False,
     ),  # its status history restricts the delete
+    "approval_rules": Audited(
+        "trg_approval_rules_audit",
+        "id",
+        lambda make: make.approval_rule(make.environment()),
+        "required_approvals = 2",
+        delete=True,
+    ),
+    "deployment_approval_requirements": Audited(
+        "trg_deployment_approval_requirements_audit",
+        "deployment_id,approval_rule_id",
+        _captured_rule,
+        None,
+        delete=False,
+    ),  # written by trigger, append-only
+    "deployment_approvals": Audited(
+        "trg_deployment_approvals_audit", "deployment_id,approver_id", _approval, None, delete=False
+    ),  # append-only
     # configuration
     "configurations": Audited(
         "trg_configurations_audit", "id", lambda make: make.configuration(make.service()), None, delete=True

@@ -47,6 +47,9 @@ ALL_TABLES = (
     "metric_series",
     "metric_samples",
     "metric_samples_quarantine",
+    "approval_rules",
+    "deployment_approval_requirements",
+    "deployment_approvals",
 )
 SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref"}
 
@@ -60,6 +63,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         },
         "services": {S},
         "environments": {S},
+        "approval_rules": {S, INS, U, D},  # policy beside the grants: the service running rollouts cannot move it
     },
     "platform_catalog": {
         **{t: {S, INS, U, D} for t in ("services", "environments", "service_dependencies")},
@@ -68,6 +72,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
     "platform_delivery": {
         "releases": {S, INS},
         "deployments": {S, INS, U},
+        "deployment_approvals": {S, INS},  # relays each approver's decision; append-only
         **{
             t: {S}
             for t in (
@@ -76,6 +81,8 @@ GRANTED: dict[str, dict[str, set[str]]] = {
                 "deployment_configurations",
                 "services",
                 "environments",
+                "approval_rules",
+                "deployment_approval_requirements",
             )
         },
     },

@@ -13,7 +13,8 @@ Why: is_production was a boolean no rule used, and services.status drove nothing
 Locks: ADD COLUMN without a default and ADD CONSTRAINT ... NOT VALID are catalog-only (a brief ACCESS EXCLUSIVE
        on environments, no scan, no rewrite); CREATE TRIGGER takes SHARE ROW EXCLUSIVE on environments,
        services, deployments and service_dependencies until commit (reads go on, writes wait milliseconds). The
-       backfill UPDATEs every environment row (a reference table: tens of rows) under row locks. Revision 0041
+       backfill UPDATEs every environment row (a reference table: tens of rows) with its audit and updated_at
+       triggers off (it fills a new column, it changes no environment), inside the revision's transaction. Revision 0041
        validates the two checks and makes tier NOT NULL (post-deploy). Runs before the code that uses it
        (pre-deploy): v1 code keeps writing is_production only.
 
@@ -37,6 +38,7 @@ FUNCTIONS = (
     "platform.dependency_target_active()",
     "platform.service_retire_guard()",
 )
+BACKFILL_QUIET = ("trg_environments_audit", "trg_environments_updated_at")
 TIERS = "('production', 'staging', 'testing', 'development', 'other')"
 
 
@@ -50,10 +52,15 @@ def upgrade() -> None:
     op.execute(CATALOG)
     for function in FUNCTIONS:
         op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+    # The backfill fills a new column, it changes no environment: no audit row, no updated_at bump.
+    for trigger in BACKFILL_QUIET:
+        op.execute(f"ALTER TABLE platform.environments DISABLE TRIGGER {trigger}")
     op.execute(
         "UPDATE platform.environments SET tier = CASE WHEN is_production THEN 'production' ELSE 'other' END"
         " WHERE tier IS NULL"
     )
+    for trigger in BACKFILL_QUIET:
+        op.execute(f"ALTER TABLE platform.environments ENABLE TRIGGER {trigger}")
     op.execute(
         "ALTER TABLE platform.environments ADD CONSTRAINT ck_environments_is_production_tier"
         " CHECK (is_production = (tier = 'production')) NOT VALID"
