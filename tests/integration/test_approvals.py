@@ -150,8 +150,21 @@ def test_the_rules_in_force_are_captured_at_creation(conn: psycopg.Connection[An
                                    approver_permission_id=make.permission(name="deployment:sign"))  # fmt: skip
     other_service_rule = make.approval_rule(p.env, service_id=make.service(), required_approvals=4)
     make.approval_rule(make.environment(), required_approvals=5)  # another environment's
-    make.approval_rule(p.env, required_approvals=6, disabled_at="2999-01-01",
-                       approver_permission_id=make.permission(name="deployment:veto"))  # fmt: skip
+    make.approval_rule(
+        p.env,
+        required_approvals=6,
+        created_at="2000-01-01",
+        updated_at="2000-01-01",
+        disabled_at="2000-01-02",
+        approver_permission_id=make.permission(name="deployment:veto"),
+    )
+    make.approval_rule(
+        p.env,
+        required_approvals=7,
+        created_at="2999-01-01",
+        updated_at="2999-01-01",
+        approver_permission_id=make.permission(name="deployment:later"),
+    )  # not yet in force
     deployment = p.deploy()
     assert requirements(conn, deployment) == [(p.rule, 2, False)]  # tier 3 service: the tier rule is not for it
     crit_deployer = make.holder("deployment:create", service_id=critical)

@@ -291,7 +291,8 @@ class ApprovalRule(Timestamps, Base):
     id: Mapped[UUIDPk] = mapped_column(comment="Rule id (UUIDv7).")
     environment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("environments.id", ondelete="RESTRICT"),
-        comment="The protected environment: one with a rule not disabled must be deployed to by a named deployer.",
+        comment="The protected environment: one with a rule in force (created, not yet disabled) is deployed to by a "
+        "named deployer only.",
     )
     service_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("services.id", ondelete="CASCADE"), comment="Service the rule is limited to; NULL for every service."
@@ -313,7 +314,7 @@ class ApprovalRule(Timestamps, Base):
         server_default="false", comment="Whether rollbacks (rollback_of_id set) need the approvals too."
     )
     disabled_at: Mapped[dt.datetime | None] = mapped_column(
-        comment="When the rule stopped applying to new deployments (a captured rule is disabled, not deleted)."
+        comment="When the rule stops applying to new deployments (a captured rule is disabled, not deleted)."
     )
 
 

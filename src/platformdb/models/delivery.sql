@@ -269,12 +269,15 @@ END
 $$;
 COMMENT ON FUNCTION platform.deployment_deployer_may_deploy() IS 'BEFORE INSERT trigger of deployments: a named deployer must hold deployment:create for the service and environment (platform.may_user_do) at creation (SQLSTATE 23514, constraint trg_deployments_deployer_may_deploy); the table owner is exempt.';
 
--- A protected environment (one with an approval rule not disabled) is deployed to by a named deployer only.
+-- A protected environment (one with an approval rule in force when the deployment is created: made by then and
+-- not yet disabled) is deployed to by a named deployer only. Fires after trg_deployments_created_at (name
+-- order), so created_at is the database's for every writer but the owner's backfills.
 CREATE FUNCTION platform.deployment_deployer_named() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   IF EXISTS (SELECT FROM platform.approval_rules r
-              WHERE r.environment_id = NEW.environment_id AND r.disabled_at IS NULL) THEN
+              WHERE r.environment_id = NEW.environment_id AND r.created_at <= NEW.created_at
+                AND (r.disabled_at IS NULL OR r.disabled_at > NEW.created_at)) THEN
     RAISE EXCEPTION 'the environment is protected by approval rules: a deployment to it names its deployer'
       USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
             COLUMN = 'deployed_by';
@@ -282,10 +285,10 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.deployment_deployer_named() IS 'BEFORE INSERT trigger of deployments: a deployment to a protected environment (an approval rule not disabled) must name its deployer (SQLSTATE 23514, constraint trg_deployments_deployer_named).';
+COMMENT ON FUNCTION platform.deployment_deployer_named() IS 'BEFORE INSERT trigger of deployments: a deployment to a protected environment (an approval rule in force at its creation) must name its deployer (SQLSTATE 23514, constraint trg_deployments_deployer_named).';
 
--- The rules in force are captured when the deployment is created: a later change or disabling of a rule does
--- not move an open rollout's goalposts. SECURITY DEFINER: no service writes the captured rules.
+-- The rules in force when the deployment is created (made by then, not yet disabled) are captured: a later
+-- change or disabling of a rule does not move an open rollout's goalposts. SECURITY DEFINER: no service writes the captured rules.
 CREATE FUNCTION platform.capture_approval_rules() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -294,14 +297,15 @@ BEGIN
   SELECT NEW.id, r.id, r.approver_permission_id, r.required_approvals, r.allow_self_approval
     FROM platform.approval_rules r
     JOIN platform.services s ON s.id = NEW.service_id
-   WHERE r.environment_id = NEW.environment_id AND r.disabled_at IS NULL
+   WHERE r.environment_id = NEW.environment_id AND r.created_at <= NEW.created_at
+     AND (r.disabled_at IS NULL OR r.disabled_at > NEW.created_at)
      AND (r.service_id IS NULL OR r.service_id = NEW.service_id)
      AND (r.max_service_tier IS NULL OR s.tier <= r.max_service_tier)
      AND (NEW.rollback_of_id IS NULL OR r.applies_to_rollbacks);
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION platform.capture_approval_rules() IS 'AFTER INSERT trigger of deployments (trg_deployments_capture_approval_rules): copies the approval rules that apply (environment, service or tier, rollbacks only if the rule says so) into deployment_approval_requirements.';
+COMMENT ON FUNCTION platform.capture_approval_rules() IS 'AFTER INSERT trigger of deployments (trg_deployments_capture_approval_rules): copies the approval rules in force at its creation that apply (environment, service or tier, rollbacks only if the rule says so) into deployment_approval_requirements.';
 
 -- A decision is taken while the deployment is pending, its row locked FOR SHARE to commit: a start racing it
 -- (an UPDATE, which locks the row FOR NO KEY UPDATE before trg_deployments_approved reads the approvals) waits

@@ -9,7 +9,8 @@ Why: is_production was a boolean no rule used, and services.status drove nothing
      for it, or makes it wait and then read the new status): trg_deployments_service_not_retired (no new
      deployment of a retired service), trg_service_dependencies_target_active (no new dependency on a
      deprecated or retired service), trg_services_retire_without_dependents (no retiring a service that a
-     service not retired depends on). All 23514.
+     service not retired depends on). All 23514. The table owner is exempt (history replays and restores of
+     rows made before a deprecation or retirement), as with trg_deployments_created_at.
 Locks: ADD COLUMN without a default and ADD CONSTRAINT ... NOT VALID are catalog-only (a brief ACCESS EXCLUSIVE
        on environments, no scan, no rewrite); CREATE TRIGGER takes SHARE ROW EXCLUSIVE on environments,
        services, deployments and service_dependencies until commit (reads go on, writes wait milliseconds). The
@@ -34,6 +35,7 @@ depends_on: str | Sequence[str] | None = None
 
 FUNCTIONS = (
     "platform.environment_tier_sync()",
+    "platform.writer_owns(oid)",
     "platform.deployment_service_not_retired()",
     "platform.dependency_target_active()",
     "platform.service_retire_guard()",
@@ -121,12 +123,24 @@ CREATE TRIGGER trg_environments_tier_sync BEFORE INSERT OR UPDATE ON platform.en
 -- Service lifecycle (revision 0040). Each rule locks the service row it reads (FOR SHARE) so that a retirement
 -- and a deployment or dependency insert racing it serialize: the retirement's UPDATE waits for the insert's share
 -- lock and then sees the new row, or the insert waits for the retirement and then reads the retired status.
--- SECURITY DEFINER: delivery may read services but not lock them (FOR SHARE needs UPDATE).
+-- SECURITY DEFINER: delivery may read services but not lock them (FOR SHARE needs UPDATE). The table's owner
+-- (history replays and restores of rows made before a deprecation or retirement) is exempt, as with
+-- trg_deployments_created_at; inside a SECURITY DEFINER function the writer is the role the session acts as.
+CREATE FUNCTION platform.writer_owns(p_table oid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT pg_has_role(coalesce(nullif(current_setting('role'), 'none'), session_user),
+                     (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = p_table), 'USAGE')
+$$;
+COMMENT ON FUNCTION platform.writer_owns(oid) IS 'Whether the role the session acts as (SET ROLE, else the login) holds the privileges of the owner of the table: the lifecycle rules exempt the owner''s history replays and restores.';
+
 CREATE FUNCTION platform.deployment_service_not_retired() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_status text;
 BEGIN
+  IF platform.writer_owns(TG_RELID) THEN
+    RETURN NEW;
+  END IF;
   SELECT s.status INTO v_status FROM platform.services s WHERE s.id = NEW.service_id FOR SHARE;
   IF v_status = 'retired' THEN
     RAISE EXCEPTION 'the service is retired: it takes no new deployment'
@@ -136,13 +150,16 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.deployment_service_not_retired() IS 'BEFORE INSERT trigger of deployments: refuses a deployment of a retired service (SQLSTATE 23514, constraint trg_deployments_service_not_retired), the service row locked FOR SHARE.';
+COMMENT ON FUNCTION platform.deployment_service_not_retired() IS 'BEFORE INSERT trigger of deployments: refuses a deployment of a retired service (SQLSTATE 23514, constraint trg_deployments_service_not_retired), the service row locked FOR SHARE; the table owner is exempt.';
 
 CREATE FUNCTION platform.dependency_target_active() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_status text;
 BEGIN
+  IF platform.writer_owns(TG_RELID) THEN
+    RETURN NEW;
+  END IF;
   SELECT s.status INTO v_status FROM platform.services s WHERE s.id = NEW.depends_on_service_id FOR SHARE;
   IF v_status IN ('deprecated', 'retired') THEN
     RAISE EXCEPTION 'the service depended on is %: it takes no new dependents', v_status
@@ -152,13 +169,14 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.dependency_target_active() IS 'BEFORE INSERT trigger of service_dependencies: refuses a new dependency on a deprecated or retired service (SQLSTATE 23514, constraint trg_service_dependencies_target_active), the depended-on service locked FOR SHARE.';
+COMMENT ON FUNCTION platform.dependency_target_active() IS 'BEFORE INSERT trigger of service_dependencies: refuses a new dependency on a deprecated or retired service (SQLSTATE 23514, constraint trg_service_dependencies_target_active), the depended-on service locked FOR SHARE; the table owner is exempt.';
 
 CREATE FUNCTION platform.service_retire_guard() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF EXISTS (SELECT FROM platform.service_dependencies d JOIN platform.services s ON s.id = d.service_id
-              WHERE d.depends_on_service_id = NEW.id AND s.status <> 'retired') THEN
+  IF NOT platform.writer_owns(TG_RELID)
+     AND EXISTS (SELECT FROM platform.service_dependencies d JOIN platform.services s ON s.id = d.service_id
+                  WHERE d.depends_on_service_id = NEW.id AND s.status <> 'retired') THEN
     RAISE EXCEPTION 'the service has dependents that are not retired: retire or re-point them first'
       USING ERRCODE = 'check_violation', CONSTRAINT = 'trg_services_retire_without_dependents',
             SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME, COLUMN = 'status';
@@ -166,7 +184,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.service_retire_guard() IS 'BEFORE UPDATE trigger of services: refuses retiring a service that a service not retired depends on (SQLSTATE 23514, constraint trg_services_retire_without_dependents).';
+COMMENT ON FUNCTION platform.service_retire_guard() IS 'BEFORE UPDATE trigger of services: refuses retiring a service that a service not retired depends on (SQLSTATE 23514, constraint trg_services_retire_without_dependents); the table owner is exempt.';
 
 CREATE TRIGGER trg_deployments_service_not_retired BEFORE INSERT ON platform.deployments
   FOR EACH ROW EXECUTE FUNCTION platform.deployment_service_not_retired();
