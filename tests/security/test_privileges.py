@@ -83,6 +83,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
                 "environments",
                 "approval_rules",
                 "deployment_approval_requirements",
+                "permissions",  # the names of the permissions its captured rules name
             )
         },
     },

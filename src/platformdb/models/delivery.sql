@@ -415,17 +415,18 @@ CREATE TRIGGER trg_deployment_approvals_approver_authorized BEFORE INSERT ON pla
   FOR EACH ROW EXECUTE FUNCTION platform.deployment_approval_authorized();
 
 -- What blocks this rollout (approvals part): a row per reason a pending deployment cannot start. SECURITY
--- DEFINER: a caller needs EXECUTE, not the tables.
+-- DEFINER: a caller needs EXECUTE, not the tables. No format() here: the catalog's plan checks run this body
+-- with the query's parameters in place, and a '%s' would read as one.
 CREATE FUNCTION platform.rollout_blockers(p_deployment_id uuid)
 RETURNS TABLE (blocker text, detail text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  SELECT 'rejected', format('rejected by approver %s', a.approver_id)
+  SELECT 'rejected', 'rejected by approver ' || a.approver_id::text
     FROM platform.deployments d
     JOIN platform.deployment_approvals a ON a.deployment_id = d.id AND a.decision = 'rejected'
    WHERE d.id = p_deployment_id AND d.status = 'pending'
   UNION ALL
-  SELECT 'approvals_missing', format('rule %s: %s of %s approvals by holders of %s', q.approval_rule_id,
-                                     n.approved, q.required_approvals, p.name)
+  SELECT 'approvals_missing', concat('rule ', q.approval_rule_id, ': ', n.approved, ' of ', q.required_approvals,
+                                     ' approvals by holders of ', p.name)
     FROM platform.deployments d
     JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
     JOIN platform.permissions p ON p.id = q.approver_permission_id

@@ -58,7 +58,8 @@ GRANT EXECUTE ON FUNCTION platform.start_rollback(uuid, text, uuid) TO platform_
 -- rules) and reads the rules; the captured rules are written by trigger only. The rules themselves are policy,
 -- written by the identity service beside the grants: the service that runs rollouts cannot move their gate.
 GRANT SELECT, INSERT ON platform.deployment_approvals TO platform_delivery;
-GRANT SELECT ON platform.approval_rules, platform.deployment_approval_requirements TO platform_delivery;
+GRANT SELECT ON platform.approval_rules, platform.deployment_approval_requirements, platform.permissions
+  TO platform_delivery;
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.approval_rules TO platform_identity;
 GRANT EXECUTE ON FUNCTION platform.rollout_blockers(uuid) TO platform_delivery, platform_readonly;
 

@@ -21,9 +21,10 @@ PROMOTION = [
 ]  # fmt: skip
 """Stages of a release's rollout: environment, chance the release goes there (once the stage before succeeded),
 and hours of delay after that stage finished."""
-PROTECTED_DAYS = 30
+PROTECTED_DAYS = 180
 """Production has been protected by a four-eyes rule (one approval by a holder of deployment:approve) for the
-last PROTECTED_DAYS days: its rollouts since then name their deployer and are approved before they start."""
+last PROTECTED_DAYS days, the whole history: its rollouts name their deployer and are approved before they
+start (enough rows that the approval tables are planned as the medium tables they are)."""
 # Deployment outcomes per environment class: (succeeded, failed, cancelled) weights.
 OUTCOMES = {False: (0.88, 0.08, 0.04), True: (0.93, 0.04, 0.03)}
 
@@ -155,11 +156,13 @@ class _Delivery:
                             key=lambda s: s.rank)  # fmt: skip
         for n, service in enumerate(candidates[: max(3, len(candidates) // 12)]):
             env = rng.choice([name for name, _ in ENVIRONMENTS])
+            status = "pending" if n % 3 == 2 else "in_progress"
+            if status == "pending" and env not in REGIONS:
+                env = min(REGIONS)  # a pending production rollout awaits its approval: something to show as blocked
             version, built = self.latest_release[service.index]
             wanted = max(now - dt.timedelta(minutes=rng.uniform(5, 20)), built + dt.timedelta(minutes=1))
             idle_since = self.busy.get((service.index, env), self.run.start)
             if wanted < now and idle_since < wanted - dt.timedelta(minutes=30):
-                status = "pending" if n % 3 == 2 else "in_progress"
                 self.deploy(rng, service, env, version, wanted, under_way=status)
 
     def deploy(
@@ -223,8 +226,10 @@ class _Delivery:
                   rollback_of_id=rollback_of.id if rollback_of else None)
         )  # fmt: skip
         controller = request_id(rng, "rollout")
-        if rollout.started is not None and needs_approval(self.run, rollout.env, rollout.created, bool(rollback_of)):
+        started = rollout.started is not None and rollout.started <= self.run.now
+        if started and needs_approval(self.run, rollout.env, rollout.created, bool(rollback_of)):
             # Approved half-way between creation and start; the loader picks an approver who may (in SQL).
+            assert rollout.started is not None
             at = rollout.created + (rollout.started - rollout.created) / 2
             self.history.add(Event(UNNUMBERED, "approve", at, None, "approvals", controller, rollout.id))
         if rollout.started is not None:
