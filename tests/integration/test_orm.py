@@ -355,7 +355,7 @@ def test_start_rollback(conn: psycopg.Connection[Any], make: Make, delivery: psy
     newest earlier succeeded version in that service and environment, or of the version named; it refuses an
     unfinished or cancelled deployment (55000), one with nothing earlier to go back to and an unknown one (P0002)."""
     service, env = make.service(), make.environment()
-    user = make.user()
+    user = make.holder("deployment:create", service_id=service)  # a named deployer may deploy (revision 0042)
     rolled_out(make, service, env, "1.0.0")
     rolled_out(make, service, env, "1.1.0", "failed")
     rolled_out(make, service, env, "1.2.0")
