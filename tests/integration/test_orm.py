@@ -192,6 +192,9 @@ EXPECTED_RELATIONSHIPS = {
     "ConfigurationVersion.configuration", "ConfigurationVersion.creator",
     "DeploymentConfiguration.deployment", "DeploymentConfiguration.configuration_version",
     "MetricSeries.metric", "MetricSeries.service", "MetricSeries.environment", "MetricSample.series",
+    "ApprovalRule.environment", "ApprovalRule.service", "ApprovalRule.approver_permission",
+    "DeploymentApprovalRequirement.deployment", "DeploymentApprovalRequirement.approval_rule",
+    "DeploymentApproval.approver", "DeploymentApproval.requirement",
 }  # fmt: skip
 
 
@@ -468,3 +471,37 @@ def test_set_actor_refuses_an_autocommit_sqlalchemy_connection(db: URL) -> None:
             assert setting == str(actor)
     finally:
         eng.dispose()
+
+
+# --- four-eyes through the ORM (revision 0042) ----------------------------------------------------------
+def test_approvals_through_the_orm_as_the_delivery_service(make: Make, engines: Engines) -> None:
+    """The delivery service's ORM path: a deployment to a protected environment captures the rule, its start
+    is refused (IntegrityError naming trg_deployments_approved) until an approval relayed as a
+    DeploymentApproval lands; the relationships load what they name."""
+    from platformdb.models import ApprovalRule, DeploymentApproval, DeploymentApprovalRequirement
+
+    service, env = make.service(), make.environment(tier="production")
+    make.release(service, "1.0.0")
+    rule_id = make.approval_rule(env)
+    scope = {"service_id": service, "environment_id": env}
+    deployer, approver = make.holder("deployment:create", **scope), make.holder("deployment:approve", **scope)
+    with Session(engines("delivery")) as session, session.begin(), no_sa_warnings():
+        deployment = Deployment(service_id=service, version="1.0.0", environment_id=env, deployed_by=deployer)
+        session.add(deployment)
+        session.flush()
+        captured = session.scalars(
+            select(DeploymentApprovalRequirement)
+            .where(DeploymentApprovalRequirement.deployment_id == deployment.id)
+            .options(selectinload(DeploymentApprovalRequirement.approval_rule).selectinload(ApprovalRule.environment))
+        ).one()
+        assert (captured.approval_rule.id, captured.approval_rule.environment.id) == (rule_id, env)
+        with orm_rejected("23514", "trg_deployments_approved"), session.begin_nested():
+            deployment.status = "in_progress"
+            session.flush()
+        session.refresh(deployment)
+        session.add(DeploymentApproval(deployment_id=deployment.id, approver_id=approver, approval_rule_id=rule_id,
+                                       decision="approved"))  # fmt: skip
+        session.flush()
+        deployment.status = "in_progress"
+        session.flush()
+        assert deployment.started_at is not None

@@ -24,7 +24,7 @@ from platformdb.models.base import Base, BigIdPk, CreatedOnly, Timestamps, UUIDP
 if TYPE_CHECKING:
     from platformdb.models.catalog import Environment, Service
     from platformdb.models.configuration import DeploymentConfiguration
-    from platformdb.models.identity import User
+    from platformdb.models.identity import Permission, User
 
 DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("pending", "in_progress")
@@ -317,6 +317,10 @@ class ApprovalRule(Timestamps, Base):
         comment="When the rule stops applying to new deployments (a captured rule is disabled, not deleted)."
     )
 
+    environment: Mapped[Environment] = relationship(lazy="raise")
+    service: Mapped[Service | None] = relationship(lazy="raise")
+    approver_permission: Mapped[Permission] = relationship(lazy="raise")
+
 
 class DeploymentApprovalRequirement(CreatedOnly, Base):
     """An approval rule as it was when a deployment was created: the rollout's goalposts, written by trigger."""
@@ -357,6 +361,10 @@ class DeploymentApprovalRequirement(CreatedOnly, Base):
     required_approvals: Mapped[int] = mapped_column(SmallInteger, comment="Approvals needed, as captured.")
     allow_self_approval: Mapped[bool] = mapped_column(comment="Whether the deployer may approve, as captured.")
 
+    # Written by trigger only: read-only here.
+    deployment: Mapped[Deployment] = relationship(viewonly=True, lazy="raise")
+    approval_rule: Mapped[ApprovalRule] = relationship(viewonly=True, lazy="raise")
+
 
 class DeploymentApproval(CreatedOnly, Base):
     """An approver's decision on a deployment, under one of its captured rules; append-only."""
@@ -396,3 +404,6 @@ class DeploymentApproval(CreatedOnly, Base):
     approval_rule_id: Mapped[uuid.UUID] = mapped_column(comment="The captured rule the decision counts toward.")
     decision: Mapped[str] = mapped_column(comment="approved or rejected; a rejection leaves cancel as the only move.")
     comment: Mapped[str] = mapped_column(server_default="", comment="Why, in the approver's words.")
+
+    approver: Mapped[User] = relationship(lazy="raise")
+    requirement: Mapped[DeploymentApprovalRequirement] = relationship(viewonly=True, lazy="raise")
