@@ -505,3 +505,20 @@ def test_approvals_through_the_orm_as_the_delivery_service(make: Make, engines: 
         deployment.status = "in_progress"
         session.flush()
         assert deployment.started_at is not None
+
+
+def test_the_readme_v1_deployment_flow_is_unchanged_as_the_delivery_login(make: Make, engines: Engines) -> None:
+    """The README's v1 flow, as a login of platform_delivery: set_actor, add a Deployment that names no deployer
+    to an environment no approval rule protects (a v1 one: is_production only), run it to success."""
+    service, prod = make.service(), make.environment(is_production=True)
+    make.release(service, "1.4.0")
+    make.approval_rule(make.environment())  # another environment's rule protects only that one
+    with Session(engines("delivery")) as session, session.begin(), no_sa_warnings():
+        set_actor(session, None, actor_name="deploy-bot", request_id="v1-flow")
+        deployment = Deployment(service_id=service, version="1.4.0", environment_id=prod)
+        session.add(deployment)
+        session.flush()
+        for status in ("in_progress", "succeeded"):
+            deployment.status = status
+            session.flush()
+        assert deployment.deployed_at is not None
