@@ -277,6 +277,40 @@ class Make:
             values["approved_by"] = self.permit(permission)
         return self.insert(table, **values)  # type: ignore[no-any-return]
 
+    def approval_rule(self, environment_id: uuid.UUID, **kw: Any) -> uuid.UUID:
+        """A rule of ``environment_id`` needing one approval by holders of deployment:approve (made if missing)."""
+        if "approver_permission_id" not in kw:
+            kw["approver_permission_id"] = self.permission_named("deployment:approve")
+        values = {"environment_id": environment_id, "required_approvals": 1} | kw
+        return self.insert("approval_rules", **values)  # type: ignore[no-any-return]
+
+    def permission_named(self, name: str) -> uuid.UUID:
+        row = self.conn.execute("SELECT id FROM platform.permissions WHERE name = %s", (name,)).fetchone()
+        return row[0] if row else self.permission(name=name)  # type: ignore[no-any-return]
+
+    def holder(self, permission: str, **scope: Any) -> uuid.UUID:
+        """A new user holding ``permission`` through a role of its own, granted in ``scope`` (service_id,
+        environment_id, expires_at)."""
+        user, role = self.user(), self.role()
+        self.insert("role_permissions", "role_id", role_id=role, permission_id=self.permission_named(permission))
+        self.grant(user, role, **scope)
+        return user
+
+    def approval(self, deployment_id: uuid.UUID, approver_id: uuid.UUID, decision: str = "approved", **kw: Any) -> None:
+        """The approver's decision under the deployment's (first) captured rule."""
+        if "approval_rule_id" not in kw:
+            row = self.conn.execute(
+                "SELECT approval_rule_id FROM platform.deployment_approval_requirements WHERE deployment_id = %s"
+                " ORDER BY approval_rule_id LIMIT 1",
+                (deployment_id,),
+            ).fetchone()
+            assert row is not None, "the deployment captured no approval rule"
+            kw["approval_rule_id"] = row[0]
+        self.insert(
+            "deployment_approvals", "deployment_id", deployment_id=deployment_id, approver_id=approver_id,
+            decision=decision, **kw,
+        )  # fmt: skip
+
     # configuration -------------------------------------------------------------------------------------
     def configuration(self, service_id: uuid.UUID, key: str = "TIMEOUT", **kw: Any) -> uuid.UUID:
         return self.insert("configurations", service_id=service_id, key=key, **kw)  # type: ignore[no-any-return]

@@ -397,6 +397,7 @@ def test_demo_loads_once_and_summarizes(db: URL) -> None:
     first = assert_ok(run("--database-url", url, "demo"))
     assert "What runs where" in first
     assert "demo data loaded" in first
+    assert "approvals_missing" in first  # protected production: payments 2.0.0 awaits its approval
     deployments = count_rows(db, "deployments")
     assert deployments > 0
     assert count_rows(db, "services") > 0

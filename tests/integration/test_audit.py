@@ -117,6 +117,20 @@ def _promotion_override(make: Make) -> object:
     return make.override("promotion_overrides", deployment, "promotion:override")
 
 
+def _captured_rule(make: Make) -> str:
+    env = make.environment()
+    rule = make.approval_rule(env)
+    deployment = make.deployment(make.service(), env, deployed_by=make.user())  # the owner backfills
+    return f"{deployment},{rule}"
+
+
+def _approval(make: Make) -> str:
+    deployment, _ = _captured_rule(make).split(",")
+    approver = make.holder("deployment:approve")
+    make.approval(uuid.UUID(deployment), approver)
+    return f"{deployment},{approver}"
+
+
 AUDITED: dict[str, Audited] = {
     # identity
     "users": Audited("trg_users_audit", "id", Make.user, "display_name = 'Changed'", delete=False),  # never deleted
@@ -166,6 +180,23 @@ AUDITED: dict[str, Audited] = {
         "trg_environment_promotions_audit", "from_environment_id,to_environment_id", _promotion, None, delete=True
     ),
     "promotion_overrides": Audited("trg_promotion_overrides_audit", "id", _promotion_override, None, delete=False),
+    "approval_rules": Audited(
+        "trg_approval_rules_audit",
+        "id",
+        lambda make: make.approval_rule(make.environment()),
+        "required_approvals = 2",
+        delete=True,
+    ),
+    "deployment_approval_requirements": Audited(
+        "trg_deployment_approval_requirements_audit",
+        "deployment_id,approval_rule_id",
+        _captured_rule,
+        None,
+        delete=False,
+    ),  # written by trigger, append-only
+    "deployment_approvals": Audited(
+        "trg_deployment_approvals_audit", "deployment_id,approver_id", _approval, None, delete=False
+    ),  # append-only
     # configuration
     "configurations": Audited(
         "trg_configurations_audit", "id", lambda make: make.configuration(make.service()), None, delete=True

@@ -196,6 +196,9 @@ EXPECTED_RELATIONSHIPS = {
     "ConfigurationVersion.configuration", "ConfigurationVersion.creator",
     "DeploymentConfiguration.deployment", "DeploymentConfiguration.configuration_version",
     "MetricSeries.metric", "MetricSeries.service", "MetricSeries.environment", "MetricSample.series",
+    "ApprovalRule.environment", "ApprovalRule.service", "ApprovalRule.approver_permission",
+    "DeploymentApprovalRequirement.deployment", "DeploymentApprovalRequirement.approval_rule",
+    "DeploymentApproval.approver", "DeploymentApproval.requirement",
 }  # fmt: skip
 
 
@@ -359,7 +362,7 @@ def test_start_rollback(conn: psycopg.Connection[Any], make: Make, delivery: psy
     newest earlier succeeded version in that service and environment, or of the version named; it refuses an
     unfinished or cancelled deployment (55000), one with nothing earlier to go back to and an unknown one (P0002)."""
     service, env = make.service(), make.environment()
-    user = make.user()
+    user = make.holder("deployment:create", service_id=service)  # a named deployer may deploy (revision 0042)
     rolled_out(make, service, env, "1.0.0")
     rolled_out(make, service, env, "1.1.0", "failed")
     rolled_out(make, service, env, "1.2.0")
@@ -625,3 +628,54 @@ def test_freezes_and_overrides_through_the_orm(make: Make, engines: Engines) -> 
             d.status = "in_progress"
             session.flush()
         assert d.started_at is not None
+
+
+# --- four-eyes through the ORM (revision 0042) ----------------------------------------------------------
+def test_approvals_through_the_orm_as_the_delivery_service(make: Make, engines: Engines) -> None:
+    """The delivery service's ORM path: a deployment to a protected environment captures the rule, its start
+    is refused (IntegrityError naming trg_deployments_approved) until an approval relayed as a
+    DeploymentApproval lands; the relationships load what they name."""
+    from platformdb.models import ApprovalRule, DeploymentApproval, DeploymentApprovalRequirement
+
+    service, env = make.service(), make.environment(tier="production")
+    make.release(service, "1.0.0")
+    rule_id = make.approval_rule(env)
+    scope = {"service_id": service, "environment_id": env}
+    deployer, approver = make.holder("deployment:create", **scope), make.holder("deployment:approve", **scope)
+    with Session(engines("delivery")) as session, session.begin(), no_sa_warnings():
+        deployment = Deployment(service_id=service, version="1.0.0", environment_id=env, deployed_by=deployer)
+        session.add(deployment)
+        session.flush()
+        captured = session.scalars(
+            select(DeploymentApprovalRequirement)
+            .where(DeploymentApprovalRequirement.deployment_id == deployment.id)
+            .options(selectinload(DeploymentApprovalRequirement.approval_rule).selectinload(ApprovalRule.environment))
+        ).one()
+        assert (captured.approval_rule.id, captured.approval_rule.environment.id) == (rule_id, env)
+        with orm_rejected("23514", "trg_deployments_approved"), session.begin_nested():
+            deployment.status = "in_progress"
+            session.flush()
+        session.refresh(deployment)
+        session.add(DeploymentApproval(deployment_id=deployment.id, approver_id=approver, approval_rule_id=rule_id,
+                                       decision="approved"))  # fmt: skip
+        session.flush()
+        deployment.status = "in_progress"
+        session.flush()
+        assert deployment.started_at is not None
+
+
+def test_the_readme_v1_deployment_flow_is_unchanged_as_the_delivery_login(make: Make, engines: Engines) -> None:
+    """The README's v1 flow, as a login of platform_delivery: set_actor, add a Deployment that names no deployer
+    to an environment no approval rule protects (a v1 one: is_production only), run it to success."""
+    service, prod = make.service(), make.environment(is_production=True)
+    make.release(service, "1.4.0")
+    make.approval_rule(make.environment())  # another environment's rule protects only that one
+    with Session(engines("delivery")) as session, session.begin(), no_sa_warnings():
+        set_actor(session, None, actor_name="deploy-bot", request_id="v1-flow")
+        deployment = Deployment(service_id=service, version="1.4.0", environment_id=prod)
+        session.add(deployment)
+        session.flush()
+        for status in ("in_progress", "succeeded"):
+            deployment.status = status
+            session.flush()
+        assert deployment.deployed_at is not None

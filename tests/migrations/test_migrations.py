@@ -61,6 +61,9 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0025": {"partition_retention"},
     "0027": set(),
     "0028": set(),
+    "0040": set(),
+    "0041": set(),
+    "0042": {"approval_rules", "deployment_approval_requirements", "deployment_approvals"},
     "0050": {"freeze_schedules", "freeze_periods", "freeze_overrides", "environment_promotions", "promotion_overrides"},
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
@@ -247,6 +250,25 @@ SEED = [
           '00000000-0000-7000-8000-000000000005', '00000000-0000-7000-8000-000000000001')""",
     "UPDATE platform.deployments SET status = 'in_progress' WHERE id = '00000000-0000-7000-8000-000000000009'",
     "UPDATE platform.deployments SET status = 'succeeded' WHERE id = '00000000-0000-7000-8000-000000000009'",
+    # Production protected by a four-eyes rule: a second rollout captures it and has one approval so far.
+    f"""INSERT INTO platform.users (id, email, display_name, password_hash) VALUES
+         ('00000000-0000-7000-8000-00000000000b', 'ben@example.com', 'Ben', '{PASSWORD_HASH}')""",
+    """INSERT INTO platform.permissions (id, name) VALUES
+         ('00000000-0000-7000-8000-00000000000a', 'deployment:approve')""",
+    """INSERT INTO platform.roles (id, name) VALUES ('00000000-0000-7000-8000-00000000000c', 'approver')""",
+    """INSERT INTO platform.role_permissions (role_id, permission_id) VALUES
+         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-00000000000a')""",
+    """INSERT INTO platform.role_grants (user_id, role_id) VALUES
+         ('00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-00000000000c')""",
+    """INSERT INTO platform.approval_rules (id, environment_id, approver_permission_id, required_approvals) VALUES
+         ('00000000-0000-7000-8000-00000000000d', '00000000-0000-7000-8000-000000000005',
+          '00000000-0000-7000-8000-00000000000a', 2)""",
+    """INSERT INTO platform.deployments (id, service_id, version, environment_id, deployed_by) VALUES
+         ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-000000000006', '1.0.0',
+          '00000000-0000-7000-8000-000000000005', '00000000-0000-7000-8000-000000000001')""",
+    """INSERT INTO platform.deployment_approvals (deployment_id, approver_id, approval_rule_id, decision) VALUES
+         ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-00000000000b',
+          '00000000-0000-7000-8000-00000000000d', 'approved')""",
     "INSERT INTO platform.metrics (name, unit, kind) VALUES ('http_requests_total', 'requests', 'counter')",
     """INSERT INTO platform.metric_series (metric_id, service_id, environment_id, labels)
        SELECT id, '00000000-0000-7000-8000-000000000006', '00000000-0000-7000-8000-000000000005',

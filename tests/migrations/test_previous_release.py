@@ -70,7 +70,7 @@ V1_WRITES: list[tuple[str, list[str]]] = [
         """INSERT INTO platform.configuration_versions (configuration_id, kind, value)
            SELECT id, 'plain', '3' FROM platform.configurations WHERE key = 'V1_RETRIES'""",
         """INSERT INTO platform.configuration_versions (configuration_id, kind, secret_ref)
-           SELECT id, 'secret', 'vault://kv/payments/v1-retries' FROM platform.configurations WHERE key = 'V1_RETRIES'""",
+           SELECT id, 'secret', 'vault://kv/pay/v1' FROM platform.configurations WHERE key = 'V1_RETRIES'""",
     ]),
     ("platform_metrics_writer", [
         "INSERT INTO platform.metrics (name, unit, kind) VALUES ('v1_latency_ms', 'ms', 'gauge')",

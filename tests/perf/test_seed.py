@@ -41,12 +41,22 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
         "role_permissions": data.role_permissions, "teams": data.teams, "users": data.users,
         "team_memberships": data.memberships, "services": data.services, "service_dependencies": data.dependencies,
         "role_grants": data.grants, "configurations": data.configurations, "metrics": data.metrics,
+        "approval_rules": data.approval_rules,
     }  # fmt: skip
+    # Production's rule is in force from its creation: every later production rollout but a rollback captures it.
+    protected = {rule.environment_id: rule.created_at for rule in data.approval_rules}
+    captured = sum(
+        1 for e in data.events
+        if e.kind == "deploy" and e.environment_id in protected and e.at >= protected[e.environment_id]
+        and e.rollback_of_id is None
+    )  # fmt: skip
     expected = {table: len(rows) for table, rows in copied.items()} | {
         "releases": events["release"],
         "deployments": events["deploy"],
         "configuration_versions": events["configure"],
         "deployment_status_history": events["deploy"] + events["start"] + events["finish"] + events["roll_back"],
+        "deployment_approval_requirements": captured,
+        "deployment_approvals": events["approve"],
         "metric_series": len(data.series),
         "metric_samples": data.samples_expected(),
     }
@@ -55,7 +65,8 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
     governance = {"environment_promotions": 3, "freeze_schedules": 2, "freeze_periods": 52}
     # One audit row per change, written by the triggers: every row COPYed, every event replayed, and those.
     expected |= governance | {
-        "audit_logs": sum(len(rows) for rows in copied.values()) + sum(events.values()) + sum(governance.values())
+        "audit_logs": sum(len(rows) for rows in copied.values()) + sum(events.values()) + captured
+        + sum(governance.values())
     }
     assert {table: counts[table] for table in expected} == expected
     # Only partition maintenance writes the quarantine, and the seed writes no sample outside the window;

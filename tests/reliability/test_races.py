@@ -414,3 +414,69 @@ def test_concurrent_edges_closing_a_cycle_let_at_most_all_but_one_in(
         reliability.cases += 1
         reliability.add("attempts", n)
         reliability.add("refused", 1)
+
+
+# --- approvals racing the start of the rollout (revision 0042) ----------------------------------------------
+def test_two_approvals_racing_the_start_are_counted_or_refused(
+    db: URL, conn: psycopg.Connection[Any], reliability: Record
+) -> None:
+    """Two approvers and the rollout controller, all as platform_delivery, released together: each approval
+    is either counted (it committed while the rollout was pending, and the start saw it) or refused by
+    trg_deployment_approvals_open (the start committed first); never lost. The start succeeds exactly when both
+    approvals committed before it, and is otherwise refused by trg_deployments_approved."""
+    make = Make(conn)
+    service, env = make.service(), make.environment(tier="production")
+    make.release(service, "1.0.0")
+    rule = make.approval_rule(env, required_approvals=2)
+    scope = {"service_id": service, "environment_id": env}
+    deployer = make.holder("deployment:create", **scope)
+    approvers = [make.holder("deployment:approve", **scope) for _ in range(2)]
+    rounds, started = 12, 0
+    conns = worker_connections(db, 3)
+    for c in conns:
+        c.execute("SET ROLE platform_delivery")
+        c.commit()
+    try:
+        for _ in range(rounds):
+            deployment = make.insert("deployments", service_id=service, version="1.0.0", environment_id=env,
+                                     deployed_by=deployer)  # fmt: skip
+            barrier = threading.Barrier(3, timeout=BARRIER_TIMEOUT)
+
+            def act(
+                c: psycopg.Connection[Any], sql: str, params: tuple[Any, ...], barrier: threading.Barrier = barrier
+            ) -> Any:
+                barrier.wait()
+                try:
+                    c.execute(sql, params)
+                    c.commit()
+                except psycopg.Error as exc:
+                    c.rollback()
+                    return (exc.sqlstate, exc.diag.constraint_name)
+                return "ok"
+
+            approve = ("INSERT INTO platform.deployment_approvals (deployment_id, approver_id, approval_rule_id,"
+                       " decision) VALUES (%s, %s, %s, 'approved')")  # fmt: skip
+            work = [partial(act, conns[i], approve, (deployment, approvers[i], rule)) for i in range(2)]
+            work.append(partial(act, conns[2], "UPDATE platform.deployments SET status = 'in_progress' WHERE id = %s",
+                                (deployment,)))  # fmt: skip
+            *approvals, start = in_parallel(work)
+            stored = conn.execute(
+                "SELECT approver_id FROM platform.deployment_approvals WHERE deployment_id = %s", (deployment,)
+            ).fetchall()
+            told_ok = {approvers[i] for i, outcome in enumerate(approvals) if outcome == "ok"}
+            assert {a for (a,) in stored} == told_ok, "an approval was lost or kept against what its writer was told"
+            assert all(o in ("ok", ("23514", "trg_deployment_approvals_open")) for o in approvals), approvals
+            status = conn.execute("SELECT status FROM platform.deployments WHERE id = %s", (deployment,)).fetchone()
+            if start == "ok":
+                assert status == ("in_progress",)
+                assert told_ok == set(approvers)
+                started += 1
+            else:
+                assert start == ("23514", "trg_deployments_approved"), start
+                assert status == ("pending",)
+                reliability.add("refused approvals", sum(o != "ok" for o in approvals))
+            reliability.cases += 1
+            make.set_status(deployment, "cancelled")
+    finally:
+        close_all(conns)
+    reliability.figures["starts"] = started

@@ -53,6 +53,9 @@ ALL_TABLES = (
     "metric_samples",
     "metric_samples_quarantine",
     "partition_retention",
+    "approval_rules",
+    "deployment_approval_requirements",
+    "deployment_approvals",
 )
 SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref"}
 
@@ -66,6 +69,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         },
         "services": {S},
         "environments": {S},
+        "approval_rules": {S, INS, U, D},  # policy beside the grants: the service running rollouts cannot move it
     },
     "platform_catalog": {
         **{t: {S, INS, U, D} for t in ("services", "environments", "service_dependencies")},
@@ -80,6 +84,7 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         "freeze_overrides": {S, INS},
         "promotion_overrides": {S, INS},
         "environment_promotions": {S, INS, D},
+        "deployment_approvals": {S, INS},  # relays each approver's decision; append-only
         **{
             t: {S}
             for t in (
@@ -88,6 +93,9 @@ GRANTED: dict[str, dict[str, set[str]]] = {
                 "deployment_configurations",
                 "services",
                 "environments",
+                "approval_rules",
+                "deployment_approval_requirements",
+                "permissions",  # the names of the permissions its captured rules name
             )
         },
     },

@@ -9,7 +9,10 @@ from platformdb.models.base import SCHEMA, Base, Partitioning, metadata
 from platformdb.models.catalog import Environment, Service, ServiceDependency
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
 from platformdb.models.delivery import (
+    ApprovalRule,
     Deployment,
+    DeploymentApproval,
+    DeploymentApprovalRequirement,
     DeploymentStatusHistory,
     DeploymentStatusTransition,
     EnvironmentPromotion,
@@ -24,12 +27,15 @@ from platformdb.models.monitoring import Metric, MetricSample, MetricSeries, Par
 
 __all__ = [
     "SCHEMA",
+    "ApprovalRule",
     "AuditChain",
     "AuditLog",
     "Base",
     "Configuration",
     "ConfigurationVersion",
     "Deployment",
+    "DeploymentApproval",
+    "DeploymentApprovalRequirement",
     "DeploymentConfiguration",
     "DeploymentStatusHistory",
     "DeploymentStatusTransition",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, UniqueConstraint
+from sqlalchemy import CheckConstraint, FetchedValue, ForeignKey, Index, SmallInteger, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from platformdb.models.identity import Team
 
 SERVICE_STATUSES = ("incubating", "active", "deprecated", "retired")
+ENVIRONMENT_TIERS = ("production", "staging", "testing", "development", "other")
 
 
 class Environment(Timestamps, Base):
@@ -27,12 +28,23 @@ class Environment(Timestamps, Base):
     __table_args__ = (
         CheckConstraint(f"name ~ '{SLUG}' AND char_length(name) <= 63", name="name_format"),
         UniqueConstraint("name"),
+        CheckConstraint(f"tier IN {ENVIRONMENT_TIERS!r}", name="tier_allowed"),
+        CheckConstraint("is_production = (tier = 'production')", name="is_production_tier"),
     )
 
     id: Mapped[UUIDPk] = mapped_column(comment="Environment id (UUIDv7).")
     name: Mapped[str] = mapped_column(comment="Unique kebab-case name, e.g. eu-production.")
     is_production: Mapped[bool] = mapped_column(
-        server_default="false", comment="Whether the environment serves production traffic."
+        server_default="false",
+        comment="Whether the environment serves production traffic: tier = production (kept for v1 readers and "
+        "writers; trigger trg_environments_tier_sync keeps the two in step).",
+    )
+    # Added by revision 0040 (ADD COLUMN): after the stamps, as in a migrated database.
+    tier: Mapped[str] = mapped_column(
+        server_default=FetchedValue(),
+        sort_order=1,
+        comment="production, staging, testing, development or other; left out by a v1 writer, derived from "
+        "is_production (production, else other) by trigger trg_environments_tier_sync.",
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    SmallInteger,
     UniqueConstraint,
     text,
 )
@@ -25,7 +26,7 @@ from platformdb.models.identity import INVISIBLE, WHITESPACE
 if TYPE_CHECKING:
     from platformdb.models.catalog import Environment, Service
     from platformdb.models.configuration import DeploymentConfiguration
-    from platformdb.models.identity import User
+    from platformdb.models.identity import Permission, User
 
 DEPLOYMENT_STATUSES = ("pending", "in_progress", "succeeded", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("pending", "in_progress")
@@ -461,3 +462,160 @@ class PromotionOverride(CreatedOnly, Base):
         "deployment's service and environment at the time (trg_promotion_overrides_approver).",
     )
     reason: Mapped[str] = mapped_column(comment="Why the promotion path is bypassed for this deployment.")
+
+
+APPROVAL_DECISIONS = ("approved", "rejected")
+
+
+class ApprovalRule(Timestamps, Base):
+    """A four-eyes rule of an environment: deployments to it need approvals by holders of a permission."""
+
+    __volume__ = "reference"
+
+    __tablename__ = "approval_rules"
+    __table_args__ = (
+        # NULL scopes mean "every service" / "any tier": two such rules of one permission are the same rule.
+        UniqueConstraint(
+            "environment_id",
+            "service_id",
+            "max_service_tier",
+            "approver_permission_id",
+            name="uq_approval_rules_scope",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint("required_approvals BETWEEN 1 AND 10", name="required_approvals_range"),
+        CheckConstraint("max_service_tier BETWEEN 1 AND 4", name="max_service_tier_range"),
+        CheckConstraint("service_id IS NULL OR max_service_tier IS NULL", name="service_or_tier"),
+        CheckConstraint("disabled_at >= created_at", name="disabled_after_created"),
+        Index(
+            "ix_approval_rules_service_id",
+            "service_id",
+            postgresql_where=text("service_id IS NOT NULL"),
+            info={"serves": "FK approval_rules.service_id"},
+        ),
+        Index(
+            "ix_approval_rules_approver_permission_id",
+            "approver_permission_id",
+            info={"serves": "FK approval_rules.approver_permission_id"},
+        ),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Rule id (UUIDv7).")
+    environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"),
+        comment="The protected environment: one with a rule in force (created, not yet disabled) is deployed to by a "
+        "named deployer only.",
+    )
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"), comment="Service the rule is limited to; NULL for every service."
+    )
+    max_service_tier: Mapped[int | None] = mapped_column(
+        SmallInteger,
+        comment="Services of this tier or more critical (tier <= it) only; NULL for any tier. Not with service_id.",
+    )
+    approver_permission_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("permissions.id", ondelete="RESTRICT"),
+        comment="Permission an approver must hold for the service and environment (platform.may_user_do), e.g. "
+        "deployment:approve: the roles that carry it are the approver roles.",
+    )
+    required_approvals: Mapped[int] = mapped_column(SmallInteger, comment="Approvals needed, 1 to 10.")
+    allow_self_approval: Mapped[bool] = mapped_column(
+        server_default="false", comment="Whether the deployer may approve their own rollout."
+    )
+    applies_to_rollbacks: Mapped[bool] = mapped_column(
+        server_default="false", comment="Whether rollbacks (rollback_of_id set) need the approvals too."
+    )
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(
+        comment="When the rule stops applying to new deployments (a captured rule is disabled, not deleted)."
+    )
+
+    environment: Mapped[Environment] = relationship(lazy="raise")
+    service: Mapped[Service | None] = relationship(lazy="raise")
+    approver_permission: Mapped[Permission] = relationship(lazy="raise")
+
+
+class DeploymentApprovalRequirement(CreatedOnly, Base):
+    """An approval rule as it was when a deployment was created: the rollout's goalposts, written by trigger."""
+
+    __volume__ = "medium"
+
+    __tablename__ = "deployment_approval_requirements"
+    __table_args__ = (
+        CheckConstraint("required_approvals BETWEEN 1 AND 10", name="required_approvals_range"),
+        Index(
+            "ix_deployment_approval_requirements_approval_rule_id",
+            "approval_rule_id",
+            info={"serves": "FK deployment_approval_requirements.approval_rule_id"},
+        ),
+        Index(
+            "ix_deployment_approval_requirements_approver_permission_id",
+            "approver_permission_id",
+            info={"serves": "FK deployment_approval_requirements.approver_permission_id"},
+        ),
+    )
+
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="RESTRICT"), primary_key=True, comment="The deployment."
+    )
+    approval_rule_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(
+            "approval_rules.id", ondelete="RESTRICT", name="fk_deployment_approval_requirements_approval_rule_id"
+        ),
+        primary_key=True,
+        comment="The rule captured.",
+    )
+    approver_permission_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(
+            "permissions.id", ondelete="RESTRICT", name="fk_deployment_approval_requirements_approver_permission_id"
+        ),
+        comment="The rule's approver permission, as captured.",
+    )
+    required_approvals: Mapped[int] = mapped_column(SmallInteger, comment="Approvals needed, as captured.")
+    allow_self_approval: Mapped[bool] = mapped_column(comment="Whether the deployer may approve, as captured.")
+
+    # Written by trigger only: read-only here.
+    deployment: Mapped[Deployment] = relationship(viewonly=True, lazy="raise")
+    approval_rule: Mapped[ApprovalRule] = relationship(viewonly=True, lazy="raise")
+
+
+class DeploymentApproval(CreatedOnly, Base):
+    """An approver's decision on a deployment, under one of its captured rules; append-only."""
+
+    __volume__ = "medium"
+
+    __tablename__ = "deployment_approvals"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["deployment_id", "approval_rule_id"],
+            ["deployment_approval_requirements.deployment_id", "deployment_approval_requirements.approval_rule_id"],
+            ondelete="RESTRICT",
+            name="fk_deployment_approvals_requirement",
+        ),
+        CheckConstraint(f"decision IN {APPROVAL_DECISIONS!r}", name="decision_allowed"),
+        CheckConstraint("char_length(comment) <= 1000", name="comment_length"),
+        Index(
+            "ix_deployment_approvals_deployment_id_approval_rule_id",
+            "deployment_id",
+            "approval_rule_id",
+            info={"serves": "FK to deployment_approval_requirements; approvals counted per rule"},
+        ),
+        Index(
+            "ix_deployment_approvals_approver_id",
+            "approver_id",
+            info={"serves": "FK deployment_approvals.approver_id; decisions of an approver"},
+        ),
+    )
+
+    # The deployment is referenced through its captured rule (fk_deployment_approvals_requirement).
+    deployment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, comment="The deployment decided on.")
+    approver_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        primary_key=True,
+        comment="Who decided (one decision per approver and deployment); relayed by the delivery service.",
+    )
+    approval_rule_id: Mapped[uuid.UUID] = mapped_column(comment="The captured rule the decision counts toward.")
+    decision: Mapped[str] = mapped_column(comment="approved or rejected; a rejection leaves cancel as the only move.")
+    comment: Mapped[str] = mapped_column(server_default="", comment="Why, in the approver's words.")
+
+    approver: Mapped[User] = relationship(lazy="raise")
+    requirement: Mapped[DeploymentApprovalRequirement] = relationship(viewonly=True, lazy="raise")

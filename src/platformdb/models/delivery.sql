@@ -587,3 +587,216 @@ CREATE TRIGGER trg_promotion_overrides_audit AFTER INSERT OR UPDATE OR DELETE ON
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 CREATE TRIGGER trg_environment_promotions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.environment_promotions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('from_environment_id,to_environment_id');
+
+-- Who may deploy, protected environments and four-eyes approvals (revision 0042).
+CREATE TRIGGER trg_approval_rules_updated_at BEFORE UPDATE ON platform.approval_rules
+  FOR EACH ROW EXECUTE FUNCTION platform.set_updated_at();
+CREATE TRIGGER trg_approval_rules_created_at BEFORE INSERT ON platform.approval_rules
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now() OR NEW.updated_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_approval_rules_keys_immutable BEFORE UPDATE ON platform.approval_rules
+  FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+  EXECUTE FUNCTION platform.forbid_column_change('id');
+CREATE TRIGGER trg_approval_rules_audit AFTER INSERT OR UPDATE OR DELETE ON platform.approval_rules
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
+
+CREATE TRIGGER trg_deployment_approval_requirements_append_only
+  BEFORE UPDATE OR DELETE ON platform.deployment_approval_requirements
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('the rules captured for a deployment never change');
+CREATE TRIGGER trg_deployment_approval_requirements_audit AFTER INSERT OR UPDATE OR DELETE
+  ON platform.deployment_approval_requirements
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('deployment_id,approval_rule_id');
+
+CREATE TRIGGER trg_deployment_approvals_append_only BEFORE UPDATE OR DELETE ON platform.deployment_approvals
+  FOR EACH ROW EXECUTE FUNCTION platform.forbid_change('an approval decision is final: deployment_approvals is append-only');
+CREATE TRIGGER trg_deployment_approvals_created_at BEFORE INSERT ON platform.deployment_approvals
+  FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
+  EXECUTE FUNCTION platform.set_created_at();
+CREATE TRIGGER trg_deployment_approvals_audit AFTER INSERT OR UPDATE OR DELETE ON platform.deployment_approvals
+  FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('deployment_id,approver_id');
+
+-- A deployment that names its deployer: the deployer holds deployment:create for its service and environment
+-- when it is created. The table's owner is exempt (backfills and history replays, whose grants may since have
+-- expired), as with trg_deployments_created_at.
+CREATE FUNCTION platform.deployment_deployer_may_deploy() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'USAGE')
+     AND NOT platform.may_user_do(NEW.deployed_by, 'deployment:create', NEW.service_id, NEW.environment_id)
+  THEN
+    RAISE EXCEPTION 'the deployer does not hold deployment:create for this service and environment'
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'deployed_by';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_deployer_may_deploy() IS 'BEFORE INSERT trigger of deployments: a named deployer must hold deployment:create for the service and environment (platform.may_user_do) at creation (SQLSTATE 23514, constraint trg_deployments_deployer_may_deploy); the table owner is exempt.';
+
+-- A protected environment (one with an approval rule in force when the deployment is created: made by then and
+-- not yet disabled) is deployed to by a named deployer only. Fires after trg_deployments_created_at (name
+-- order), so created_at is the database's for every writer but the owner's backfills.
+CREATE FUNCTION platform.deployment_deployer_named() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT FROM platform.approval_rules r
+              WHERE r.environment_id = NEW.environment_id AND r.created_at <= NEW.created_at
+                AND (r.disabled_at IS NULL OR r.disabled_at > NEW.created_at)) THEN
+    RAISE EXCEPTION 'the environment is protected by approval rules: a deployment to it names its deployer'
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'deployed_by';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_deployer_named() IS 'BEFORE INSERT trigger of deployments: a deployment to a protected environment (an approval rule in force at its creation) must name its deployer (SQLSTATE 23514, constraint trg_deployments_deployer_named).';
+
+-- The rules in force when the deployment is created (made by then, not yet disabled) are captured: a later
+-- change or disabling of a rule does not move an open rollout's goalposts. SECURITY DEFINER: no service writes the captured rules.
+CREATE FUNCTION platform.capture_approval_rules() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  INSERT INTO platform.deployment_approval_requirements
+    (deployment_id, approval_rule_id, approver_permission_id, required_approvals, allow_self_approval)
+  SELECT NEW.id, r.id, r.approver_permission_id, r.required_approvals, r.allow_self_approval
+    FROM platform.approval_rules r
+    JOIN platform.services s ON s.id = NEW.service_id
+   WHERE r.environment_id = NEW.environment_id AND r.created_at <= NEW.created_at
+     AND (r.disabled_at IS NULL OR r.disabled_at > NEW.created_at)
+     AND (r.service_id IS NULL OR r.service_id = NEW.service_id)
+     AND (r.max_service_tier IS NULL OR s.tier <= r.max_service_tier)
+     AND (NEW.rollback_of_id IS NULL OR r.applies_to_rollbacks);
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION platform.capture_approval_rules() IS 'AFTER INSERT trigger of deployments (trg_deployments_capture_approval_rules): copies the approval rules in force at its creation that apply (environment, service or tier, rollbacks only if the rule says so) into deployment_approval_requirements.';
+
+-- A decision is taken while the deployment is pending, its row locked FOR SHARE to commit: a start racing it
+-- (an UPDATE, which locks the row FOR NO KEY UPDATE before trg_deployments_approved reads the approvals) waits
+-- for the decision and then counts it, or runs first and the decision then finds the rollout started (refused).
+CREATE FUNCTION platform.deployment_approval_open() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_status text;
+BEGIN
+  SELECT d.status INTO v_status FROM platform.deployments d WHERE d.id = NEW.deployment_id FOR SHARE;
+  IF v_status IS DISTINCT FROM 'pending' THEN
+    RAISE EXCEPTION 'approvals are given while the deployment is pending, not %', coalesce(v_status, 'missing')
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'deployment_id';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_approval_open() IS 'BEFORE INSERT trigger of deployment_approvals: the deployment is pending, its row locked FOR SHARE until commit (SQLSTATE 23514, constraint trg_deployment_approvals_open).';
+
+CREATE FUNCTION platform.deployment_approval_not_self() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT FROM platform.deployments d
+               JOIN platform.deployment_approval_requirements q
+                 ON q.deployment_id = d.id AND q.approval_rule_id = NEW.approval_rule_id
+              WHERE d.id = NEW.deployment_id AND d.deployed_by = NEW.approver_id AND NOT q.allow_self_approval) THEN
+    RAISE EXCEPTION 'the deployer may not decide on their own rollout under this rule'
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'approver_id';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_approval_not_self() IS 'BEFORE INSERT trigger of deployment_approvals: the deployer decides on their own rollout only under a rule that allows self-approval (SQLSTATE 23514, constraint trg_deployment_approvals_not_self).';
+
+-- The approver holds the captured rule's permission for the deployment's service and environment now, through
+-- platform.may_user_do (live, unexpired grants of an active user). A decision under a rule the deployment did not
+-- capture is left to fk_deployment_approvals_requirement.
+CREATE FUNCTION platform.deployment_approval_authorized() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_permission text;
+  v_service uuid;
+  v_environment uuid;
+BEGIN
+  SELECT p.name, d.service_id, d.environment_id INTO v_permission, v_service, v_environment
+    FROM platform.deployment_approval_requirements q
+    JOIN platform.deployments d ON d.id = q.deployment_id
+    JOIN platform.permissions p ON p.id = q.approver_permission_id
+   WHERE q.deployment_id = NEW.deployment_id AND q.approval_rule_id = NEW.approval_rule_id;
+  IF FOUND AND NOT platform.may_user_do(NEW.approver_id, v_permission, v_service, v_environment) THEN
+    RAISE EXCEPTION 'the approver does not hold % for this service and environment', v_permission
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'trg_deployment_approvals_approver_authorized',
+            SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME, COLUMN = 'approver_id';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_approval_authorized() IS 'BEFORE INSERT trigger of deployment_approvals: the approver holds the captured rule''s permission for the service and environment at the time (platform.may_user_do; SQLSTATE 23514, constraint trg_deployment_approvals_approver_authorized).';
+
+-- The gate: pending -> in_progress only when every captured rule has its approvals and nobody rejected. The
+-- UPDATE holds the row lock before this runs, and each query here reads the approvals committed by then.
+CREATE FUNCTION platform.deployment_approved_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_missing int;
+BEGIN
+  IF EXISTS (SELECT FROM platform.deployment_approvals a
+              WHERE a.deployment_id = NEW.id AND a.decision = 'rejected') THEN
+    RAISE EXCEPTION 'the deployment was rejected: cancel it'
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'status';
+  END IF;
+  SELECT count(*) INTO v_missing
+    FROM platform.deployment_approval_requirements q
+   WHERE q.deployment_id = NEW.id
+     AND q.required_approvals > (SELECT count(*) FROM platform.deployment_approvals a
+                                  WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
+                                    AND a.decision = 'approved');
+  IF v_missing > 0 THEN
+    RAISE EXCEPTION 'the deployment lacks approvals under % of its rules: see platform.rollout_blockers()', v_missing
+      USING ERRCODE = 'check_violation', CONSTRAINT = TG_NAME, SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+            COLUMN = 'status';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION platform.deployment_approved_guard() IS 'BEFORE UPDATE trigger of deployments: refuses pending -> in_progress unless every captured approval rule has its approvals and no approver rejected (SQLSTATE 23514, constraint trg_deployments_approved).';
+
+CREATE TRIGGER trg_deployments_deployer_may_deploy BEFORE INSERT ON platform.deployments
+  FOR EACH ROW WHEN (NEW.deployed_by IS NOT NULL)
+  EXECUTE FUNCTION platform.deployment_deployer_may_deploy();
+CREATE TRIGGER trg_deployments_deployer_named BEFORE INSERT ON platform.deployments
+  FOR EACH ROW WHEN (NEW.deployed_by IS NULL)
+  EXECUTE FUNCTION platform.deployment_deployer_named();
+CREATE TRIGGER trg_deployments_capture_approval_rules AFTER INSERT ON platform.deployments
+  FOR EACH ROW EXECUTE FUNCTION platform.capture_approval_rules();
+CREATE TRIGGER trg_deployments_approved BEFORE UPDATE ON platform.deployments
+  FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status = 'in_progress')
+  EXECUTE FUNCTION platform.deployment_approved_guard();
+CREATE TRIGGER trg_deployment_approvals_open BEFORE INSERT ON platform.deployment_approvals
+  FOR EACH ROW EXECUTE FUNCTION platform.deployment_approval_open();
+CREATE TRIGGER trg_deployment_approvals_not_self BEFORE INSERT ON platform.deployment_approvals
+  FOR EACH ROW EXECUTE FUNCTION platform.deployment_approval_not_self();
+CREATE TRIGGER trg_deployment_approvals_approver_authorized BEFORE INSERT ON platform.deployment_approvals
+  FOR EACH ROW EXECUTE FUNCTION platform.deployment_approval_authorized();
+
+-- What blocks this rollout (approvals part): a row per reason a pending deployment cannot start. SECURITY
+-- DEFINER: a caller needs EXECUTE, not the tables. No format() here: the catalog's plan checks run this body
+-- with the query's parameters in place, and a '%s' would read as one.
+CREATE FUNCTION platform.rollout_blockers(p_deployment_id uuid)
+RETURNS TABLE (blocker text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT 'rejected', 'rejected by approver ' || a.approver_id::text
+    FROM platform.deployments d
+    JOIN platform.deployment_approvals a ON a.deployment_id = d.id AND a.decision = 'rejected'
+   WHERE d.id = p_deployment_id AND d.status = 'pending'
+  UNION ALL
+  SELECT 'approvals_missing', concat('rule ', q.approval_rule_id, ': ', n.approved, ' of ', q.required_approvals,
+                                     ' approvals by holders of ', p.name)
+    FROM platform.deployments d
+    JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
+    JOIN platform.permissions p ON p.id = q.approver_permission_id
+    CROSS JOIN LATERAL (SELECT count(*) AS approved FROM platform.deployment_approvals a
+                         WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
+                           AND a.decision = 'approved') n
+   WHERE d.id = p_deployment_id AND d.status = 'pending' AND n.approved < q.required_approvals
+$$;
+COMMENT ON FUNCTION platform.rollout_blockers(uuid) IS 'What blocks this rollout (approvals): for a pending deployment, a row per rejection (blocker rejected) and per captured rule short of its approvals (blocker approvals_missing); no rows when nothing does.';

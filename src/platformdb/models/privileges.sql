@@ -55,6 +55,14 @@ GRANT SELECT, INSERT, UPDATE ON platform.deployments TO platform_delivery;
 GRANT SELECT ON platform.deployment_status_transitions, platform.deployment_status_history,
   platform.deployment_configurations, platform.services, platform.environments TO platform_delivery;
 GRANT EXECUTE ON FUNCTION platform.start_rollback(uuid, text, uuid) TO platform_delivery;
+-- Four-eyes (revision 0042): delivery relays each approver's decision (the approver is data, checked by the
+-- rules) and reads the rules; the captured rules are written by trigger only. The rules themselves are policy,
+-- written by the identity service beside the grants: the service that runs rollouts cannot move their gate.
+GRANT SELECT, INSERT ON platform.deployment_approvals TO platform_delivery;
+GRANT SELECT ON platform.approval_rules, platform.deployment_approval_requirements, platform.permissions
+  TO platform_delivery;
+GRANT SELECT, INSERT, UPDATE, DELETE ON platform.approval_rules TO platform_identity;
+GRANT EXECUTE ON FUNCTION platform.rollout_blockers(uuid) TO platform_delivery, platform_readonly;
 
 -- delivery: deploy freezes, their schedules and overrides, the promotion graph and its overrides (revision 0050).
 -- Overrides are append-only; edges are inserted or deleted. The helpers the triggers call run as the writer.
@@ -88,7 +96,8 @@ GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platf
   platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
   platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
   platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples,
-  platform.metric_samples_quarantine, platform.partition_retention TO platform_readonly;
+  platform.metric_samples_quarantine, platform.partition_retention, platform.approval_rules,
+  platform.deployment_approval_requirements, platform.deployment_approvals TO platform_readonly;
 GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
   TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions

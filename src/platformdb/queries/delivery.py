@@ -108,4 +108,54 @@ SELECT f.id, lower(f.during) AS starts_at, upper(f.during) AS ends_at, f.service
 """,
 )
 
-QUERIES = [RUNNING_IN_ENVIRONMENT, DEPLOYMENT_HISTORY, ACTIVE_DEPLOYMENTS, DEPLOYMENT_TIMELINE, FREEZE_CALENDAR]
+ROLLOUT_BLOCKERS = Query(
+    name="delivery.rollout_blockers",
+    roles=(DELIVERY, READONLY),
+    caller="delivery service's rollout controller before it starts a rollout, and the portal's deployment page: "
+    "what blocks this rollout (approvals part: a row per rejection and per captured rule short of its approvals; "
+    "none when it may start). platform.rollout_blockers() is SECURITY DEFINER: a point lookup of the deployment "
+    "by its key, its captured rules and their decisions by the deployment's id.",
+    kind="point",
+    sql="""
+SELECT b.blocker, b.detail FROM platform.rollout_blockers(%(deployment_id)s) b
+""",
+)
+
+PENDING_APPROVALS_OF_APPROVER = Query(
+    name="delivery.pending_approvals_of_approver",
+    roles=(DELIVERY, READONLY),
+    caller="the portal's approvals inbox and the chat bot's reminder: the pending rollouts this person may approve "
+    "and has not yet decided on, oldest first (a rollout someone rejected awaits cancellation, not approvals). "
+    "The partial index ix_deployments_created_at_active holds only the active rollouts, so the scan never reads "
+    "the history; the approver's permission is checked by platform.may_user_do per captured rule.",
+    kind="range",
+    sql="""
+SELECT d.id AS deployment_id, d.service_id, d.environment_id, d.version, d.deployed_by, d.created_at,
+       q.approval_rule_id, q.required_approvals, n.approved
+  FROM platform.deployments d
+  JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
+  JOIN platform.permissions p ON p.id = q.approver_permission_id
+  CROSS JOIN LATERAL (
+    SELECT count(*) AS approved
+      FROM platform.deployment_approvals a
+     WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
+       AND a.decision = 'approved') n
+ WHERE d.status = 'pending'
+   AND n.approved < q.required_approvals
+   AND (d.deployed_by IS DISTINCT FROM %(approver_id)s OR q.allow_self_approval)
+   AND NOT EXISTS (SELECT FROM platform.deployment_approvals a
+                    WHERE a.deployment_id = d.id AND (a.approver_id = %(approver_id)s OR a.decision = 'rejected'))
+   AND platform.may_user_do(%(approver_id)s, p.name, d.service_id, d.environment_id)
+ ORDER BY d.created_at, d.id
+""",
+)
+
+QUERIES = [
+    RUNNING_IN_ENVIRONMENT,
+    DEPLOYMENT_HISTORY,
+    ACTIVE_DEPLOYMENTS,
+    DEPLOYMENT_TIMELINE,
+    ROLLOUT_BLOCKERS,
+    PENDING_APPROVALS_OF_APPROVER,
+    FREEZE_CALENDAR,
+]

@@ -23,12 +23,13 @@ from sqlalchemy.engine import URL
 from platformdb import migrate
 from platformdb.actor import set_actor
 from platformdb.db import connect
-from platformdb.queries.delivery import RUNNING_IN_ENVIRONMENT
+from platformdb.queries.delivery import ROLLOUT_BLOCKERS, RUNNING_IN_ENVIRONMENT
 from platformdb.review.introspect import count_rows
 
 DEMO_PAGE = 100
 """One page of "what runs where" holds every demo service."""
-ENVIRONMENTS = [("development", False), ("staging", False), ("production", True)]
+ENVIRONMENTS = [("development", "development"), ("staging", "staging"), ("production", "production")]
+"""(name, tier): is_production follows the tier."""
 TEAMS = [("platform-core", "Platform Core"), ("payments", "Payments"), ("storefront", "Storefront")]
 USERS = [
     ("alice@example.com", "Alice Admin", "platform-core"),
@@ -110,7 +111,7 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     rng = random.Random(16)  # noqa: S311 - deterministic demo data, not cryptography
     set_actor(conn, None, actor_name="platformdb demo", request_id="demo-load")
 
-    env = {name: _insert(conn, "environments", name=name, is_production=prod) for name, prod in ENVIRONMENTS}
+    env = {name: _insert(conn, "environments", name=name, tier=tier) for name, tier in ENVIRONMENTS}
     team = {name: _insert(conn, "teams", name=name, display_name=title) for name, title in TEAMS}
     user = {}
     for email, display, team_name in USERS:
@@ -226,6 +227,15 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     _insert(conn, "deployments", service_id=service["payments"], version="2.0.0", environment_id=prod,
             deployed_by=user["bob@example.com"])  # fmt: skip
 
+    # Production is protected from now on: four eyes, one approval by a holder of deployment:approve (revision
+    # 0042). Bob's new payments release waits for it: he deployed it, so he may not approve it himself.
+    _insert(conn, "approval_rules", environment_id=prod, approver_permission_id=perm["deployment:approve"],
+            required_approvals=1)  # fmt: skip
+    _insert(conn, "releases", service_id=service["payments"], version="2.0.0", commit_sha=_sha("payments", "2.0.0"),
+            artifact_digest=_digest("payments", "2.0.0"), created_by=user["bob@example.com"])  # fmt: skip
+    _insert(conn, "deployments", service_id=service["payments"], version="2.0.0", environment_id=prod,
+            deployed_by=user["bob@example.com"])  # fmt: skip
+
     # Metrics: production series for every service, a sample a minute over the last six hours.
     now = now.replace(second=0)
     start = now - dt.timedelta(hours=6)
@@ -267,7 +277,7 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
                     by_service.setdefault(str(row["name"]), {})[str(env_name)] = str(row["version"])
         services = [str(r[0]) for r in conn.execute("SELECT name FROM platform.services ORDER BY name")]
         active = conn.execute(
-            """SELECT s.name, e.name, d.version, d.status FROM platform.deployments d
+            """SELECT s.name, e.name, d.version, d.status, d.id FROM platform.deployments d
                  JOIN platform.services s ON s.id = d.service_id JOIN platform.environments e ON e.id = d.environment_id
                 WHERE d.status IN ('pending', 'in_progress') ORDER BY 1, 2"""
         ).fetchall()
@@ -277,6 +287,11 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
                 CROSS JOIN LATERAL platform.rollout_freeze_blockers(d.id) b
                 WHERE d.status = 'pending' ORDER BY 1, 2, 4, 5"""
         ).fetchall()
+        blocked = [
+            f"{s} {v} -> {e}: {b.blocker} ({b.detail})"
+            for s, e, v, _, deployment in active
+            for b in ROLLOUT_BLOCKERS.execute(conn, deployment_id=deployment)
+        ]
         server_version = conn.info.parameter_status("server_version")
 
     envs = [name for name, _ in ENVIRONMENTS]
@@ -290,15 +305,21 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
     host = url.host or url.query.get("host")
     where = f'PostgreSQL {server_version}, database "{url.database}" at {host}'
     state = "demo data loaded" if freshly_loaded else "demo data was already loaded; nothing changed"
-    under_way = ", ".join(f"{s} {v} -> {e} ({st})" for s, e, v, st in active) or "none"
-    blocked = Table("rollout", "held back by", "detail", title="What holds pending rollouts back "
-                    "(platform.rollout_freeze_blockers)", title_justify="left")  # fmt: skip
+    under_way = ", ".join(f"{s} {v} -> {e} ({st})" for s, e, v, st, _ in active) or "none"
+    blockers = "; ".join(blocked) or "none"
+    held = Table("rollout", "held back by", "detail", title="What holds pending rollouts back "
+                 "(platform.rollout_freeze_blockers)", title_justify="left")  # fmt: skip
     for held_service, env_name, ver, why, detail in held_back:
-        blocked.add_row(f"{held_service} {ver} -> {env_name}", str(why), str(detail))
+        held.add_row(f"{held_service} {ver} -> {env_name}", str(why), str(detail))
     return Group(
-        Panel(f"{where}\n{state}\nrollouts under way: {under_way}", title="platformdb demo", expand=False),
+        Panel(
+            f"{where}\n{state}\nrollouts under way: {under_way}\n"
+            f"what blocks them ({ROLLOUT_BLOCKERS.name}): {blockers}",
+            title="platformdb demo",
+            expand=False,
+        ),
         matrix,
-        *([blocked] if held_back else []),
+        *([held] if held_back else []),
         rows,
     )
 

@@ -16,7 +16,7 @@ Locks: New tables take no lock on existing ones but their foreign keys' SHARE RO
        declared, every v1 write path behaves as before.
 
 Revision ID: 0050
-Revises: 0028
+Revises: 0042
 Create Date: 2026-12-02
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0050"
-down_revision: str | Sequence[str] | None = "0028"
+down_revision: str | Sequence[str] | None = "0042"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -38,8 +38,38 @@ def _calendar_params(s: Sampler) -> dict[str, Any]:
             "until": row["starts_at"] + dt.timedelta(weeks=2)}  # fmt: skip
 
 
+_AWAITING = (
+    "platform.deployments d JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id",
+    "d.status = 'pending' AND q.required_approvals > (SELECT count(*) FROM platform.deployment_approvals a"
+    " WHERE a.deployment_id = d.id AND a.approval_rule_id = q.approval_rule_id AND a.decision = 'approved')",
+)
+"""Pending rollouts short of approvals under a captured rule (they have something blocking them)."""
+
+
+def _approver_params(s: Sampler) -> dict[str, Any]:
+    """Someone who may approve a rollout awaiting approvals and has not decided on it: a live, matching grant of
+    a role carrying the rule's permission, not the deployer."""
+    tables, awaiting = _AWAITING
+    grants = (
+        f"{tables} JOIN platform.role_permissions rp ON rp.permission_id = q.approver_permission_id"
+        " JOIN platform.role_grants g ON g.role_id = rp.role_id JOIN platform.users u ON u.id = g.user_id"
+    )
+    where = (
+        f"{awaiting} AND u.deactivated_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())"
+        " AND (g.service_id IS NULL OR g.service_id = d.service_id)"
+        " AND (g.environment_id IS NULL OR g.environment_id = d.environment_id)"
+        " AND g.user_id IS DISTINCT FROM d.deployed_by AND NOT EXISTS (SELECT FROM platform.deployment_approvals a"
+        " WHERE a.deployment_id = d.id AND (a.approver_id = g.user_id OR a.decision = 'rejected'))"
+    )
+    return s.row(sample("g.user_id AS approver_id", grants, key="g.user_id", where=where))
+
+
 SAMPLERS: dict[str, Draw] = {
     "delivery.freeze_calendar": _calendar_params,
+    "delivery.rollout_blockers": lambda s: s.row(
+        sample("d.id AS deployment_id", _AWAITING[0], key="d.id", where=_AWAITING[1])
+    ),
+    "delivery.pending_approvals_of_approver": _approver_params,
     "delivery.running_in_environment": _running_params,
     "delivery.deployment_history": _history_params,
     "delivery.deployment_timeline": lambda s: s.row(sample("id AS deployment_id", "platform.deployments")),

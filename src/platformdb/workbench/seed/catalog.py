@@ -26,6 +26,7 @@ class Environment(NamedTuple):
     id: uuid.UUID
     name: str
     is_production: bool
+    tier: str
     created_at: dt.datetime
 
 
@@ -76,7 +77,10 @@ class Services:
 
 def environments(run: Run, rng: random.Random) -> list[Environment]:
     created = run.founded
-    return [Environment(uuid7(created, rng), name, production, created) for name, production in ENVIRONMENTS]
+    return [
+        Environment(uuid7(created, rng), name, production, "production" if production else name, created)
+        for name, production in ENVIRONMENTS
+    ]
 
 
 def services(run: Run, teams: Sequence[Team]) -> Services:

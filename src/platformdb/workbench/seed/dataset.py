@@ -10,6 +10,7 @@ from platformdb.workbench.seed import catalog, configuration, delivery, identity
 from platformdb.workbench.seed.base import Run, check_scale
 from platformdb.workbench.seed.catalog import Environment, Service, ServiceDependency
 from platformdb.workbench.seed.configuration import Configuration
+from platformdb.workbench.seed.delivery import ApprovalRule
 from platformdb.workbench.seed.history import Event, History
 from platformdb.workbench.seed.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
 from platformdb.workbench.seed.monitoring import Metric, Series
@@ -35,6 +36,7 @@ class Dataset:
     services: list[Service] = field(default_factory=list)
     dependencies: list[ServiceDependency] = field(default_factory=list)
     configurations: list[Configuration] = field(default_factory=list)
+    approval_rules: list[ApprovalRule] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
@@ -79,6 +81,7 @@ def generate(scale: int, seed: int, now: dt.datetime) -> Dataset:
         role_permissions=_in_creation_order(access.role_permissions), grants=_in_creation_order(grants),
         services=_in_creation_order(services.rows), dependencies=_in_creation_order(services.dependencies),
         configurations=_in_creation_order(configurations), events=history.events(),
+        approval_rules=delivery.approval_rules(run, env_ids, {p.name: p.id for p in access.permissions}),
         metrics=_in_creation_order(monitoring.metrics(run)),
         series=_in_creation_order(monitoring.series(run, services.profiles, rollouts, env_ids)),
     )  # fmt: skip

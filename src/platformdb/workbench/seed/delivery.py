@@ -8,6 +8,7 @@ import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from platformdb.workbench.seed.base import Run, hex_digest, request_id, uuid7
 from platformdb.workbench.seed.catalog import ENVIRONMENTS, REGIONS, ServiceProfile
@@ -20,6 +21,10 @@ PROMOTION = [
 ]  # fmt: skip
 """Stages of a release's rollout: environment, chance the release goes there (once the stage before succeeded),
 and hours of delay after that stage finished."""
+PROTECTED_DAYS = 180
+"""Production has been protected by a four-eyes rule (one approval by a holder of deployment:approve) for the
+last PROTECTED_DAYS days, the whole history: its rollouts name their deployer and are approved before they
+start (enough rows that the approval tables are planned as the medium tables they are)."""
 # Deployment outcomes per environment class: (succeeded, failed, cancelled) weights.
 OUTCOMES = {False: (0.88, 0.08, 0.04), True: (0.93, 0.04, 0.03)}
 
@@ -38,6 +43,32 @@ class Rollout:
     finished: dt.datetime
     deployed_by: uuid.UUID | None
     rollback_of: Rollout | None = None
+
+
+class ApprovalRule(NamedTuple):
+    id: uuid.UUID
+    environment_id: uuid.UUID
+    approver_permission_id: uuid.UUID
+    required_approvals: int
+    created_at: dt.datetime
+
+
+def approval_rules(
+    run: Run, env_ids: Mapping[str, uuid.UUID], permission_ids: Mapping[str, uuid.UUID]
+) -> list[ApprovalRule]:
+    """One rule per production environment, in force since PROTECTED_DAYS before the anchor."""
+    rng, since = run.rng("approval-rules"), protected_since(run)
+    approver = permission_ids["deployment:approve"]
+    return [ApprovalRule(uuid7(since, rng), env_ids[env], approver, 1, since) for env in sorted(REGIONS)]
+
+
+def protected_since(run: Run) -> dt.datetime:
+    return run.now - dt.timedelta(days=PROTECTED_DAYS)
+
+
+def needs_approval(run: Run, env: str, created: dt.datetime, rollback: bool) -> bool:
+    """Whether a rollout captures the production rule (rules do not apply to rollbacks here)."""
+    return env in REGIONS and created >= protected_since(run) and not rollback
 
 
 @dataclass(frozen=True)
@@ -125,11 +156,13 @@ class _Delivery:
                             key=lambda s: s.rank)  # fmt: skip
         for n, service in enumerate(candidates[: max(3, len(candidates) // 12)]):
             env = rng.choice([name for name, _ in ENVIRONMENTS])
+            status = "pending" if n % 3 == 2 else "in_progress"
+            if status == "pending" and env not in REGIONS:
+                env = min(REGIONS)  # a pending production rollout awaits its approval: something to show as blocked
             version, built = self.latest_release[service.index]
             wanted = max(now - dt.timedelta(minutes=rng.uniform(5, 20)), built + dt.timedelta(minutes=1))
             idle_since = self.busy.get((service.index, env), self.run.start)
             if wanted < now and idle_since < wanted - dt.timedelta(minutes=30):
-                status = "pending" if n % 3 == 2 else "in_progress"
                 self.deploy(rng, service, env, version, wanted, under_way=status)
 
     def deploy(
@@ -152,6 +185,8 @@ class _Delivery:
         production = env in REGIONS
         timing = self.timing(rng, created, production, rollback_of, under_way)
         deployer = self.people.actor(rng, service.team, 0.85 if production else 0.5, created)
+        if deployer is None and production and created >= protected_since(self.run):
+            deployer = self.people.named(service.team, created)  # a protected environment's deployer is named
         rollout = Rollout(uuid7(created, rng), service, env, version, created, timing.outcome, timing.started,
                           timing.finished, deployer, rollback_of)  # fmt: skip
         self.busy[key] = rollout.finished
@@ -191,6 +226,12 @@ class _Delivery:
                   rollback_of_id=rollback_of.id if rollback_of else None)
         )  # fmt: skip
         controller = request_id(rng, "rollout")
+        started = rollout.started is not None and rollout.started <= self.run.now
+        if started and needs_approval(self.run, rollout.env, rollout.created, bool(rollback_of)):
+            # Approved half-way between creation and start; the loader picks an approver who may (in SQL).
+            assert rollout.started is not None
+            at = rollout.created + (rollout.started - rollout.created) / 2
+            self.history.add(Event(UNNUMBERED, "approve", at, None, "approvals", controller, rollout.id))
         if rollout.started is not None:
             self.history.add(
                 Event(UNNUMBERED, "start", rollout.started, None, "deploy-controller", controller, rollout.id)

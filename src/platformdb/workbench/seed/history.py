@@ -17,7 +17,7 @@ class Event(NamedTuple):
     the optional fields it uses."""
 
     seq: int
-    kind: str  # release, deploy, start, finish, roll_back or configure
+    kind: str  # release, deploy, approve, start, finish, roll_back or configure
     at: dt.datetime
     actor_id: uuid.UUID | None
     actor_name: str | None

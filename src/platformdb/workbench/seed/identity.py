@@ -152,6 +152,11 @@ class People:
         user, joined = rng.choice(self.members[team])
         return user if rng.random() < human and joined <= at else None
 
+    def named(self, team: int, at: dt.datetime) -> uuid.UUID:
+        """Someone to name where automation may not act alone (a protected environment's deployer): the team's
+        first member who had joined by ``at``, else an administrator. Draws nothing from a stream."""
+        return next((user for user, joined in self.members[team] if joined <= at), self.admins[0])
+
 
 def people(run: Run) -> People:
     rng = run.rng("identity")

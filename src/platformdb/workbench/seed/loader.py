@@ -35,6 +35,7 @@ from platformdb.workbench.seed.base import SAMPLE_DAYS, stream
 from platformdb.workbench.seed.catalog import Environment, Service, ServiceDependency
 from platformdb.workbench.seed.configuration import Configuration
 from platformdb.workbench.seed.dataset import Dataset
+from platformdb.workbench.seed.delivery import ApprovalRule
 from platformdb.workbench.seed.history import Event
 from platformdb.workbench.seed.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
 from platformdb.workbench.seed.monitoring import SAMPLE_COLUMNS, Metric, MetricSeries, Timestamps, sample_lines
@@ -58,6 +59,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
   e record;
   n integer := 0;
+  v_rule uuid;
+  v_approver uuid;
 BEGIN
   FOR e IN SELECT * FROM seed_events WHERE seq >= p_from AND seq < p_to ORDER BY seq LOOP
     PERFORM set_config('platformdb.actor_id', coalesce(e.actor_id::text, ''), true),
@@ -71,6 +74,24 @@ BEGIN
       INSERT INTO platform.deployments
         (id, service_id, version, environment_id, deployed_by, rollback_of_id, created_at)
       VALUES (e.id, e.service_id, e.version, e.environment_id, e.actor_id, e.rollback_of_id, e.at);
+    WHEN 'approve' THEN  -- by a holder of the captured rule's permission there, not the deployer, chosen here
+      SELECT q.approval_rule_id, g.user_id INTO v_rule, v_approver
+        FROM platform.deployment_approval_requirements q
+        JOIN platform.deployments d ON d.id = q.deployment_id
+        JOIN platform.role_permissions rp ON rp.permission_id = q.approver_permission_id
+        JOIN platform.role_grants g ON g.role_id = rp.role_id
+        JOIN platform.users u ON u.id = g.user_id
+       WHERE q.deployment_id = e.id AND u.deactivated_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+         AND (g.service_id IS NULL OR g.service_id = d.service_id)
+         AND (g.environment_id IS NULL OR g.environment_id = d.environment_id)
+         AND g.user_id IS DISTINCT FROM d.deployed_by
+       ORDER BY md5(g.user_id::text || e.id::text) LIMIT 1;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'seed: no approver for deployment %', e.id;
+      END IF;
+      PERFORM set_config('platformdb.actor_id', v_approver::text, true), set_config('platformdb.actor_name', '', true);
+      INSERT INTO platform.deployment_approvals (deployment_id, approver_id, approval_rule_id, decision, created_at)
+      VALUES (e.id, v_approver, v_rule, 'approved', e.at);
     WHEN 'start' THEN
       UPDATE platform.deployments SET status = 'in_progress', started_at = e.at WHERE id = e.id;
     WHEN 'finish' THEN
@@ -116,6 +137,7 @@ def _copies(d: Dataset) -> list[_Copy]:
         _Copy("services", Service, d.services, "service-catalog-sync"),
         _Copy("service_dependencies", ServiceDependency, d.dependencies, "service-catalog-sync"),
         _Copy("role_grants", RoleGrant, d.grants, "access-review"),
+        _Copy("approval_rules", ApprovalRule, d.approval_rules, "access-review"),
         _Copy("configurations", Configuration, d.configurations, "config-sync"),
         _Copy("metrics", Metric, d.metrics, "metrics-registry"),
     ]
