@@ -281,31 +281,31 @@ SEED = [
     # schedule (its creator named: none, as no one holds freeze:manage), an override, an edge staging ->
     # production, a break-glass override.
     f"""INSERT INTO platform.users (id, email, display_name, password_hash) VALUES
-         ('00000000-0000-7000-8000-00000000000b', 'bob@example.com', 'Bob', '{PASSWORD_HASH}')""",
-    """INSERT INTO platform.roles (id, name) VALUES ('00000000-0000-7000-8000-00000000000c', 'release-manager')""",
-    """INSERT INTO platform.permissions (id, name) VALUES ('00000000-0000-7000-8000-00000000000f', 'freeze:override'),
-         ('00000000-0000-7000-8000-000000000010', 'promotion:override')""",
+         ('00000000-0000-7000-8000-000000000021', 'bea@example.com', 'Bea', '{PASSWORD_HASH}')""",
+    """INSERT INTO platform.roles (id, name) VALUES ('00000000-0000-7000-8000-000000000022', 'freeze-manager')""",
+    """INSERT INTO platform.permissions (id, name) VALUES ('00000000-0000-7000-8000-000000000023', 'freeze:override'),
+         ('00000000-0000-7000-8000-000000000024', 'promotion:override')""",
     """INSERT INTO platform.role_permissions (role_id, permission_id) VALUES
-         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-00000000000f'),
-         ('00000000-0000-7000-8000-00000000000c', '00000000-0000-7000-8000-000000000010')""",
+         ('00000000-0000-7000-8000-000000000022', '00000000-0000-7000-8000-000000000023'),
+         ('00000000-0000-7000-8000-000000000022', '00000000-0000-7000-8000-000000000024')""",
     """INSERT INTO platform.role_grants (user_id, role_id) VALUES
-         ('00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-00000000000c')""",
-    """INSERT INTO platform.environments (id, name) VALUES ('00000000-0000-7000-8000-00000000000a', 'staging')""",
+         ('00000000-0000-7000-8000-000000000021', '00000000-0000-7000-8000-000000000022')""",
+    """INSERT INTO platform.environments (id, name) VALUES ('00000000-0000-7000-8000-000000000025', 'staging')""",
     """INSERT INTO platform.environment_promotions (from_environment_id, to_environment_id) VALUES
-         ('00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-000000000005')""",
+         ('00000000-0000-7000-8000-000000000025', '00000000-0000-7000-8000-000000000005')""",
     """INSERT INTO platform.freeze_schedules (id, environment_id, cron, time_zone, duration, reason, created_by)
-       VALUES ('00000000-0000-7000-8000-00000000000d', '00000000-0000-7000-8000-000000000005', '0 18 * * 5',
+       VALUES ('00000000-0000-7000-8000-000000000026', '00000000-0000-7000-8000-000000000005', '0 18 * * 5',
                'Europe/Berlin', '2 days 15 hours', 'Weekend freeze', NULL)""",
     """INSERT INTO platform.freeze_periods (id, environment_id, during, reason, schedule_id) VALUES
-         ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-000000000005',
+         ('00000000-0000-7000-8000-000000000027', '00000000-0000-7000-8000-000000000005',
           tstzrange(now() + interval '1 day', now() + interval '2 days'), 'Weekend freeze',
-          '00000000-0000-7000-8000-00000000000d')""",
+          '00000000-0000-7000-8000-000000000026')""",
     """INSERT INTO platform.freeze_overrides (freeze_period_id, deployment_id, requested_by, approved_by, reason)
-       VALUES ('00000000-0000-7000-8000-00000000000e', '00000000-0000-7000-8000-000000000009',
-               '00000000-0000-7000-8000-000000000001', '00000000-0000-7000-8000-00000000000b', 'Hotfix')""",
+       VALUES ('00000000-0000-7000-8000-000000000027', '00000000-0000-7000-8000-000000000009',
+               '00000000-0000-7000-8000-000000000001', '00000000-0000-7000-8000-000000000021', 'Hotfix')""",
     """INSERT INTO platform.promotion_overrides (deployment_id, requested_by, approved_by, reason)
        VALUES ('00000000-0000-7000-8000-000000000009', '00000000-0000-7000-8000-000000000001',
-               '00000000-0000-7000-8000-00000000000b', 'Staging is down')""",
+               '00000000-0000-7000-8000-000000000021', 'Staging is down')""",
     # A sample partition maintenance set aside: far outside the window it keeps partitions for.
     """INSERT INTO platform.metric_samples_quarantine (series_id, sampled_at, value)
        SELECT s.id, now() - interval '20 years', 0 FROM platform.metric_series s""",
