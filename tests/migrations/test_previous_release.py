@@ -59,7 +59,7 @@ V1_WRITES: list[tuple[str, list[str]]] = [
             VALUES ('{SVC}', '1.1.0', '{COMMIT_SHA}', '{DIGEST}', '{USER}')""",
         # No deployer named, to an environment of the previous release: v0.2 allowed both.
         f"""INSERT INTO platform.deployments (service_id, version, environment_id)
-            VALUES ('{SVC}', '1.1.0', '{ENV}')""",
+            SELECT '{SVC}', '1.1.0', id FROM platform.environments WHERE name = 'v1-qa'""",
         f"""UPDATE platform.deployments SET status = 'in_progress'
              WHERE service_id = '{SVC}' AND version = '1.1.0' AND status = 'pending'""",
         f"""UPDATE platform.deployments SET status = 'succeeded'

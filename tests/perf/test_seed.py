@@ -65,7 +65,9 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
     governance = {"environment_promotions": 3, "freeze_schedules": 2, "freeze_periods": 52}
     # One audit row per change, written by the triggers: every row COPYed, every event replayed, and those.
     expected |= governance | {
-        "audit_logs": sum(len(rows) for rows in copied.values()) + sum(events.values()) + captured
+        "audit_logs": sum(len(rows) for rows in copied.values())
+        + sum(events.values())
+        + captured
         + sum(governance.values())
     }
     assert {table: counts[table] for table in expected} == expected

@@ -222,13 +222,10 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     _insert(conn, "freeze_periods", environment_id=prod, service_id=service["payments"],
             during=Range(now - dt.timedelta(hours=1), now + dt.timedelta(days=3), "[)"),
             reason="Card network migration: payments changes are frozen", created_by=alice)  # fmt: skip
-    _insert(conn, "releases", service_id=service["payments"], version="2.0.0", commit_sha=_sha("payments", "2.0.0"),
-            artifact_digest=_digest("payments", "2.0.0"), created_by=alice)  # fmt: skip
-    _insert(conn, "deployments", service_id=service["payments"], version="2.0.0", environment_id=prod,
-            deployed_by=user["bob@example.com"])  # fmt: skip
 
     # Production is protected from now on: four eyes, one approval by a holder of deployment:approve (revision
-    # 0042). Bob's new payments release waits for it: he deployed it, so he may not approve it himself.
+    # 0042). Bob's new payments release waits for it (he deployed it, so he may not approve it himself), and for
+    # the freeze and the promotion path above.
     _insert(conn, "approval_rules", environment_id=prod, approver_permission_id=perm["deployment:approve"],
             required_approvals=1)  # fmt: skip
     _insert(conn, "releases", service_id=service["payments"], version="2.0.0", commit_sha=_sha("payments", "2.0.0"),
