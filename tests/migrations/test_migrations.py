@@ -58,6 +58,9 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0022": set(),
     "0023": set(),
     "0024": set(),
+    "0030": {"api_tokens", "api_token_scopes"},
+    "0031": set(),
+    "0032": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -9,11 +9,23 @@ from platformdb.models.base import SCHEMA, Base, Partitioning, metadata
 from platformdb.models.catalog import Environment, Service, ServiceDependency
 from platformdb.models.configuration import Configuration, ConfigurationVersion, DeploymentConfiguration
 from platformdb.models.delivery import Deployment, DeploymentStatusHistory, DeploymentStatusTransition, Release
-from platformdb.models.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
+from platformdb.models.identity import (
+    ApiToken,
+    ApiTokenScope,
+    Permission,
+    Role,
+    RoleGrant,
+    RolePermission,
+    Team,
+    TeamMembership,
+    User,
+)
 from platformdb.models.monitoring import Metric, MetricSample, MetricSeries
 
 __all__ = [
     "SCHEMA",
+    "ApiToken",
+    "ApiTokenScope",
     "AuditChain",
     "AuditLog",
     "Base",
