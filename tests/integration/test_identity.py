@@ -387,7 +387,7 @@ def test_role_grants_are_unique_even_with_null_scopes(make: Make) -> None:
     """Two global grants of one role to one user are the same grant, though their scopes are NULL."""
     user, role = make.user(), make.role()
     make.grant(user, role)
-    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+    with rejected("23505", "uq_role_grants_grantee_role_scope"):
         make.grant(user, role)
     assert make.count("role_grants") == 1
 
@@ -399,9 +399,9 @@ def test_role_grants_scoped_and_global_grants_coexist(make: Make) -> None:
     make.grant(user, role, service_id=service)
     make.grant(user, role, environment_id=environment)
     make.grant(user, role, service_id=service, environment_id=environment)
-    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+    with rejected("23505", "uq_role_grants_grantee_role_scope"):
         make.grant(user, role, service_id=service)
-    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+    with rejected("23505", "uq_role_grants_grantee_role_scope"):
         make.grant(user, role, environment_id=environment)
     assert make.count("role_grants") == 4
 

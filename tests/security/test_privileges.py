@@ -47,8 +47,10 @@ ALL_TABLES = (
     "metric_series",
     "metric_samples",
     "metric_samples_quarantine",
+    "api_tokens",
+    "api_token_scopes",
 )
-SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref"}
+SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref", "api_tokens": "verifier"}
 
 # The specification: what each service owns and reads. Anything not listed is denied.
 GRANTED: dict[str, dict[str, set[str]]] = {
@@ -60,6 +62,10 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         },
         "services": {S},
         "environments": {S},
+        # Tokens: issued and listed (never the verifier: its SELECT cell names the other columns), revoked by
+        # UPDATE of revoked_at only (a column grant: the table-wide UPDATE cell is refused).
+        "api_tokens": {S, INS},
+        "api_token_scopes": {S, INS, D},
     },
     "platform_catalog": {
         **{t: {S, INS, U, D} for t in ("services", "environments", "service_dependencies")},

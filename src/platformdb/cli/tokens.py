@@ -24,7 +24,7 @@ def tokens_group() -> None:
 _DAYS = click.option("--days", type=click.IntRange(1, tokens.MAX_LIFETIME.days), default=90, show_default=True,
                      help=f"Lifetime in days (at most {tokens.MAX_LIFETIME.days}).")  # fmt: skip
 _BY = click.option("--issued-by", "issued_by", metavar="EMAIL",
-                   help="Who issues it (the actor audited); required unless connected as the schema owner.")  # fmt: skip
+                   help="Who issues it (audited); required unless connected as the schema owner.")  # fmt: skip
 
 
 def _actor(conn: object, issued_by: str | None) -> None:
