@@ -11,6 +11,7 @@ import pytest
 
 from tests.factories import (
     PASSWORD_HASH,
+    WELL_KNOWN_PERMISSIONS,
     Make,
     assert_created_at_trigger,
     assert_keys_trigger,
@@ -289,7 +290,7 @@ def test_permissions_description_length(make: Make) -> None:
         make.permission(description="x" * 1001)
     make.permission(description="x" * 1000)
     make.permission(description="")
-    assert make.count("permissions") == 2
+    assert make.count("permissions") == 2 + WELL_KNOWN_PERMISSIONS
 
 
 @pytest.mark.parametrize("name", ["Admin", "service_owner", "-admin", "admin-", "service--owner", "1admin", "a" * 64])
@@ -331,7 +332,7 @@ def test_permissions_name_is_resource_colon_action(make: Make, name: str) -> Non
     make.permission(name="deployment:create")
     make.permission(name="service_config:read_secret")
     make.permission(name="a:" + "b" * 98)
-    assert make.count("permissions") == 3
+    assert make.count("permissions") == 3 + WELL_KNOWN_PERMISSIONS
 
 
 def test_permissions_name_is_unique(make: Make) -> None:
@@ -339,7 +340,7 @@ def test_permissions_name_is_unique(make: Make) -> None:
     with rejected("23505", "uq_permissions_name"):
         make.permission(name="deployment:create")
     make.permission(name="deployment:cancel")
-    assert make.count("permissions") == 2
+    assert make.count("permissions") == 2 + WELL_KNOWN_PERMISSIONS
 
 
 @pytest.mark.parametrize(
@@ -379,7 +380,7 @@ def test_role_permissions_cascade_when_role_is_deleted(conn: psycopg.Connection[
         make.insert("role_permissions", returning="role_id", role_id=other, permission_id=permission)
     conn.execute("DELETE FROM platform.roles WHERE id = %s", (role,))
     assert make.count("role_permissions") == 2
-    assert make.count("permissions") == 2
+    assert make.count("permissions") == 2 + WELL_KNOWN_PERMISSIONS
 
 
 # role grants ---------------------------------------------------------------------------------------------
@@ -491,7 +492,7 @@ def new_identity_row(make: Make, table: str) -> dict[str, Any]:
         "roles": lambda: {"name": f"new-{n}"},
         "permissions": lambda: {"name": "thing:create"},
         "role_permissions": lambda: {"role_id": make.role(), "permission_id": make.permission()},
-        "role_grants": lambda: {"user_id": make.user(), "role_id": make.role()},
+        "role_grants": lambda: {"user_id": make.user(), "role_id": make.role(), "granted_by": make.granter()},
     }[table]()
 
 
