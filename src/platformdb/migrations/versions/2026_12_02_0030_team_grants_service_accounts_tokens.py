@@ -439,13 +439,14 @@ COMMENT ON FUNCTION platform.api_token_rotation() IS 'BEFORE INSERT row trigger 
 CREATE TRIGGER trg_api_tokens_rotation BEFORE INSERT ON platform.api_tokens
   FOR EACH ROW WHEN (NEW.rotated_from_id IS NOT NULL) EXECUTE FUNCTION platform.api_token_rotation();
 
--- Scopes are the token's at issue: added in the transaction that issued it, never later (a later scope would
--- widen a token already handed out); removing one only narrows it.
+-- Scopes are the token's at issue: added in the transaction that issued it (the token's created_at, which the
+-- database sets, is this transaction's start) and before its first use, never later (a later scope would widen
+-- a token already handed out); removing one only narrows it.
 CREATE FUNCTION platform.api_token_scope_at_issue() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NOT EXISTS (SELECT FROM platform.api_tokens t
-                  WHERE t.id = NEW.token_id AND t.xmin = pg_current_xact_id()::xid AND t.created_at = now()) THEN
+                  WHERE t.id = NEW.token_id AND t.created_at = now() AND t.last_used_at IS NULL) THEN
     IF NOT EXISTS (SELECT FROM platform.api_tokens t WHERE t.id = NEW.token_id) THEN
       RETURN NEW;  -- fk_api_token_scopes_token_id_api_tokens reports it
     END IF;
