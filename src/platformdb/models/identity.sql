@@ -280,8 +280,11 @@ CREATE TRIGGER trg_api_tokens_rotation BEFORE INSERT ON platform.api_tokens
 -- database sets, is this transaction's start) and before its first use, never later (a later scope would widen
 -- a token already handed out); removing one only narrows it.
 CREATE FUNCTION platform.api_token_scope_at_issue() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+  IF pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+    RETURN NEW;  -- the schema owner: restores and the seed load scopes of tokens issued long ago
+  END IF;
   IF NOT EXISTS (SELECT FROM platform.api_tokens t
                   WHERE t.id = NEW.token_id AND t.created_at = now() AND t.last_used_at IS NULL) THEN
     IF NOT EXISTS (SELECT FROM platform.api_tokens t WHERE t.id = NEW.token_id) THEN
@@ -294,7 +297,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.api_token_scope_at_issue() IS 'BEFORE INSERT row trigger (trg_api_token_scopes_at_issue): a scope is added only in the transaction that inserted its token (23000).';
+COMMENT ON FUNCTION platform.api_token_scope_at_issue() IS 'BEFORE INSERT row trigger (trg_api_token_scopes_at_issue): outside the schema owner, a scope is added only in the transaction that inserted its token, before its first use (23000).';
 CREATE TRIGGER trg_api_token_scopes_at_issue BEFORE INSERT ON platform.api_token_scopes
   FOR EACH ROW EXECUTE FUNCTION platform.api_token_scope_at_issue();
 CREATE TRIGGER trg_api_token_scopes_immutable BEFORE UPDATE ON platform.api_token_scopes

@@ -284,3 +284,76 @@ def grants(
     for user in rng.sample(active, max(1, len(active) // 50)):
         made.grant(user, "auditor")
     return made.rows
+
+
+# --- service accounts and API tokens (revision 0030) -------------------------------------------------------
+
+
+class ServiceAccount(NamedTuple):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    kind: str
+    owner_team_id: uuid.UUID
+    created_at: dt.datetime
+
+
+class ApiToken(NamedTuple):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    selector: str
+    verifier: bytes
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    created_by: uuid.UUID | None
+    last_used_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class ApiTokenScope(NamedTuple):
+    token_id: uuid.UUID
+    permission_id: uuid.UUID
+    created_at: dt.datetime
+
+
+@dataclass
+class Tokens:
+    service_accounts: list[ServiceAccount] = field(default_factory=list)
+    tokens: list[ApiToken] = field(default_factory=list)
+    scopes: list[ApiTokenScope] = field(default_factory=list)
+
+
+_SELECTOR = "abcdefghijklmnopqrstuvwxyz0123456789"
+TOKEN_SCOPES = ["service:read", "deployment:create", "deployment:rollback", "configuration:read"]
+
+
+def tokens(run: Run, access: Access, people: People) -> Tokens:
+    """A CI service account per team (every third team), each with a few tokens, and some personal tokens of
+    active people: mostly live, some revoked or expired; verifiers of secrets nobody knows. Its own random stream,
+    so the other parts of the data set do not move."""
+    rng = run.rng("tokens")
+    found = Tokens()
+    permission_ids = {p.name: p.id for p in access.permissions}
+    owners: list[tuple[uuid.UUID, uuid.UUID | None]] = []
+    for team in people.teams[::3]:
+        created = team.created_at + dt.timedelta(hours=1)
+        account = ServiceAccount(uuid7(created, rng), f"ci-{team.name}@bots.example.com", f"CI {team.name}",
+                                 "service_account", team.id, created)  # fmt: skip
+        found.service_accounts.append(account)
+        owners += [(account.id, rng.choice(people.admins))] * rng.randint(1, 3)
+    active = people.active_users()
+    owners += [(user, user) for user in rng.sample(active, max(1, len(active) // 20))]
+    for i, (owner, issuer) in enumerate(owners):
+        created = run.ago(rng, 1, 300)
+        expires = created + dt.timedelta(days=rng.choice([30, 90, 365]))
+        revoked = created + (run.now - created) * rng.uniform(0.1, 0.9) if rng.random() < 0.1 else None
+        used = created + (run.now - created) * rng.uniform(0.5, 1.0) if rng.random() < 0.8 else None
+        selector = "".join(rng.choice(_SELECTOR) for _ in range(16))
+        verifier = hashlib.sha256(f"{run.seed}:{i}:{rng.random()}".encode()).digest()
+        token = ApiToken(uuid7(created, rng), owner, f"token-{i}", selector, verifier, expires, revoked, issuer,
+                         used, created)  # fmt: skip
+        found.tokens.append(token)
+        for name in rng.sample(TOKEN_SCOPES, rng.randint(1, len(TOKEN_SCOPES))):
+            found.scopes.append(ApiTokenScope(token.id, permission_ids[name], created))
+    return found
