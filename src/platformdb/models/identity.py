@@ -353,7 +353,12 @@ class ApiToken(Timestamps, Base):
             postgresql_where=text("rotated_from_id IS NOT NULL"),
             info={"serves": "rotation: at most one successor per token; FK"},
         ),
-        Index("ix_api_tokens_user_id", "user_id", info={"serves": "identity.tokens_of_user; FK"}),
+        Index(
+            "ix_api_tokens_user_id_created_at",
+            "user_id",
+            "created_at",
+            info={"serves": "identity.tokens_of_user (newest first); FK"},
+        ),
         Index(
             "ix_api_tokens_service_id",
             "service_id",

@@ -216,8 +216,8 @@ COMMENT ON COLUMN platform.api_tokens.updated_at IS 'When the row was last chang
 CREATE UNIQUE INDEX uq_api_tokens_rotated_from_id ON platform.api_tokens (rotated_from_id)
   WHERE rotated_from_id IS NOT NULL;
 COMMENT ON INDEX platform.uq_api_tokens_rotated_from_id IS 'Serves: rotation: at most one successor per token; FK';
-CREATE INDEX ix_api_tokens_user_id ON platform.api_tokens (user_id);
-COMMENT ON INDEX platform.ix_api_tokens_user_id IS 'Serves: identity.tokens_of_user; FK';
+CREATE INDEX ix_api_tokens_user_id_created_at ON platform.api_tokens (user_id, created_at);
+COMMENT ON INDEX platform.ix_api_tokens_user_id_created_at IS 'Serves: identity.tokens_of_user (newest first); FK';
 CREATE INDEX ix_api_tokens_service_id ON platform.api_tokens (service_id) WHERE service_id IS NOT NULL;
 COMMENT ON INDEX platform.ix_api_tokens_service_id IS 'Serves: FK api_tokens.service_id';
 CREATE INDEX ix_api_tokens_environment_id ON platform.api_tokens (environment_id) WHERE environment_id IS NOT NULL;

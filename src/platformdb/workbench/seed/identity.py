@@ -329,7 +329,7 @@ TOKEN_SCOPES = ["service:read", "deployment:create", "deployment:rollback", "con
 
 
 def tokens(run: Run, access: Access, people: People) -> Tokens:
-    """A CI service account per team (every third team), each with a few tokens, and some personal tokens of
+    """A CI service account per team (every third team), each with a few tokens, and personal tokens of most
     active people: mostly live, some revoked or expired; verifiers of secrets nobody knows. Its own random stream,
     so the other parts of the data set do not move."""
     rng = run.rng("tokens")
@@ -343,7 +343,9 @@ def tokens(run: Run, access: Access, people: People) -> Tokens:
         found.service_accounts.append(account)
         owners += [(account.id, rng.choice(people.admins))] * rng.randint(1, 3)
     active = people.active_users()
-    owners += [(user, user) for user in rng.sample(active, max(1, len(active) // 20))]
+    for user in active:  # personal tokens (CLI, scripts): most people have one or a few, rotated over time
+        if rng.random() < 0.6:
+            owners += [(user, user)] * rng.randint(1, 4)
     for i, (owner, issuer) in enumerate(owners):
         created = run.ago(rng, 1, 300)
         expires = created + dt.timedelta(days=rng.choice([30, 90, 365]))
