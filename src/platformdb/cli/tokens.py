@@ -8,7 +8,6 @@ owner, or a login of platform_identity); the database's rules decide who may iss
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from platformdb import tokens
 from platformdb.actor import set_actor
@@ -89,10 +88,10 @@ def tokens_list(ctx: click.Context, owner: str | None) -> None:
     """The tokens, newest first (selectors only: a token is never shown again)."""
     with connect(database_url(ctx, at_head=True)) as conn:
         rows = tokens.list_tokens(conn, owner)
-    table = Table("selector", "owner", "kind", "name", "scopes", "expires (UTC)", "state", "last used", box=None)
+    # Tab-separated, one token a line: scripts read it, and no column is wrapped away on a narrow terminal.
+    click.echo("\t".join(("selector", "owner", "kind", "name", "scopes", "expires_utc", "state", "last_used_utc")))
     for r in rows:
         state = "revoked" if r["revoked_at"] else "live"
-        used = r["last_used_at"].strftime("%Y-%m-%d %H:%M") if r["last_used_at"] else "never"
-        table.add_row(r["selector"], r["owner"], r["kind"], r["name"], r["scopes"],
-                      r["expires_at"].strftime("%Y-%m-%d %H:%M"), state, used)  # fmt: skip
-    console.print(table)
+        used = r["last_used_at"].strftime("%Y-%m-%dT%H:%M") if r["last_used_at"] else "never"
+        click.echo("\t".join((r["selector"], r["owner"], r["kind"], r["name"], r["scopes"],
+                              r["expires_at"].strftime("%Y-%m-%dT%H:%M"), state, used)))  # fmt: skip

@@ -133,11 +133,14 @@ def _redundant_indexes(schema: Schema, t: Table) -> Iterator[Finding]:
             yield Finding("L006", f"{t.name}.{ix.name}", f"redundant with {other.name}")
 
 
-@rule("L007", "no nullable column in a unique index unless NULLS NOT DISTINCT")
+@rule("L007", "no nullable column in a unique index unless NULLS NOT DISTINCT (or the index excludes its NULLs)")
 def _nullable_unique(schema: Schema, t: Table) -> Iterator[Finding]:
     for ix in t.indexes:
         if ix.unique and not ix.nulls_not_distinct:
-            nullable = [c for c in ix.columns if (col := t.column(c)) is not None and not col.not_null]
+            # A partial index WHERE <col> IS NOT NULL holds no NULL of that column: nothing to collide.
+            excluded = {c for c in ix.columns if ix.predicate and f"({c} IS NOT NULL)" in ix.predicate}
+            nullable = [c for c in ix.columns
+                        if (col := t.column(c)) is not None and not col.not_null and c not in excluded]  # fmt: skip
             if nullable:
                 message = f"nullable {', '.join(nullable)} in a unique index: NULLs never collide"
                 yield Finding("L007", f"{t.name}.{ix.name}", message)

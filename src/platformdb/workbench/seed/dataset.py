@@ -20,6 +20,7 @@ from platformdb.workbench.seed.identity import (
     RolePermission,
     ServiceAccount,
     Team,
+    TeamGrant,
     TeamMembership,
     User,
 )
@@ -52,6 +53,7 @@ class Dataset:
     service_accounts: list[ServiceAccount] = field(default_factory=list)
     tokens: list[ApiToken] = field(default_factory=list)
     token_scopes: list[ApiTokenScope] = field(default_factory=list)
+    team_grants: list[TeamGrant] = field(default_factory=list)
 
     def samples_expected(self) -> int:
         return sum(s.count() for s in self.series)
@@ -97,5 +99,5 @@ def generate(scale: int, seed: int, now: dt.datetime) -> Dataset:
         metrics=_in_creation_order(monitoring.metrics(run)),
         series=_in_creation_order(monitoring.series(run, services.profiles, rollouts, env_ids)),
         service_accounts=_in_creation_order(made.service_accounts), tokens=_in_creation_order(made.tokens),
-        token_scopes=_in_creation_order(made.scopes),
+        token_scopes=_in_creation_order(made.scopes), team_grants=_in_creation_order(made.team_grants),
     )  # fmt: skip

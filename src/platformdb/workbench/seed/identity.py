@@ -298,6 +298,13 @@ class ServiceAccount(NamedTuple):
     created_at: dt.datetime
 
 
+class TeamGrant(NamedTuple):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    role_id: uuid.UUID
+    created_at: dt.datetime
+
+
 class ApiToken(NamedTuple):
     id: uuid.UUID
     user_id: uuid.UUID
@@ -322,6 +329,7 @@ class Tokens:
     service_accounts: list[ServiceAccount] = field(default_factory=list)
     tokens: list[ApiToken] = field(default_factory=list)
     scopes: list[ApiTokenScope] = field(default_factory=list)
+    team_grants: list[TeamGrant] = field(default_factory=list)
 
 
 _SELECTOR = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -335,6 +343,10 @@ def tokens(run: Run, access: Access, people: People) -> Tokens:
     rng = run.rng("tokens")
     found = Tokens()
     permission_ids = {p.name: p.id for p in access.permissions}
+    viewer = access.role_ids()["viewer"]
+    for team in people.teams[1::4]:  # some teams hold a role as a team (what their members may do)
+        created = team.created_at + dt.timedelta(days=1)
+        found.team_grants.append(TeamGrant(uuid7(created, rng), team.id, viewer, created))
     owners: list[tuple[uuid.UUID, uuid.UUID | None]] = []
     for team in people.teams[::3]:
         created = team.created_at + dt.timedelta(hours=1)

@@ -45,6 +45,7 @@ from platformdb.workbench.seed.identity import (
     RolePermission,
     ServiceAccount,
     Team,
+    TeamGrant,
     TeamMembership,
     User,
 )
@@ -127,6 +128,7 @@ def _copies(d: Dataset) -> list[_Copy]:
         _Copy("services", Service, d.services, "service-catalog-sync"),
         _Copy("service_dependencies", ServiceDependency, d.dependencies, "service-catalog-sync"),
         _Copy("role_grants", RoleGrant, d.grants, "access-review"),
+        _Copy("role_grants", TeamGrant, d.team_grants, "access-review"),
         _Copy("users", ServiceAccount, d.service_accounts, "scim-provisioning"),
         _Copy("api_tokens", ApiToken, d.tokens, "platformdb tokens"),
         _Copy("api_token_scopes", ApiTokenScope, d.token_scopes, "platformdb tokens"),
