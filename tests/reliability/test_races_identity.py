@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -31,7 +32,9 @@ def _outcome(conn: psycopg.Connection[Any], barrier: threading.Barrier, statemen
     return "ok"
 
 
-def test_concurrent_reparentings_never_make_a_cycle(db: URL, conn: psycopg.Connection[Any], reliability: Record) -> None:
+def test_concurrent_reparentings_never_make_a_cycle(
+    db: URL, conn: psycopg.Connection[Any], reliability: Record
+) -> None:
     """Team a goes under b while b goes under a, at once: in every round one commits and the other is refused
     by trg_teams_no_cycle (23514), and the teams form no cycle."""
     make = Make(conn)
@@ -41,10 +44,8 @@ def test_concurrent_reparentings_never_make_a_cycle(db: URL, conn: psycopg.Conne
             a, b = make.team(), make.team()
             barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
             move = "UPDATE platform.teams SET parent_team_id = %s WHERE id = %s"
-            got = in_parallel([
-                lambda: _outcome(conns[0], barrier, move, (b, a)),
-                lambda: _outcome(conns[1], barrier, move, (a, b)),
-            ])  # fmt: skip
+            got = in_parallel([partial(_outcome, conns[0], barrier, move, (b, a)),
+                               partial(_outcome, conns[1], barrier, move, (a, b))])  # fmt: skip
             assert sorted(got) == ["23514 trg_teams_no_cycle", "ok"], got
             parents = dict(conn.execute("SELECT id, parent_team_id FROM platform.teams WHERE id IN (%s, %s)", (a, b)))
             assert sum(p is not None for p in parents.values()) == 1, parents
@@ -74,10 +75,8 @@ def test_concurrent_rotations_of_one_token_make_one_successor(
                               expires_at=expires)  # fmt: skip
             barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
             news = [tokens.generate(), tokens.generate()]
-            got = in_parallel([
-                (lambda n=n, c=c: _outcome(c, barrier, insert, (owner, n.selector, n.verifier, expires, old)))
-                for n, c in zip(news, conns, strict=True)
-            ])  # fmt: skip
+            got = in_parallel([partial(_outcome, c, barrier, insert, (owner, n.selector, n.verifier, expires, old))
+                               for n, c in zip(news, conns, strict=True)])  # fmt: skip
             assert sorted(got) == ["23514 trg_api_tokens_rotation", "ok"], got
             successors = conn.execute("SELECT count(*) FROM platform.api_tokens WHERE rotated_from_id = %s", (old,))
             assert successors.fetchone() == (1,)
