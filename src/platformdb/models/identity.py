@@ -384,7 +384,9 @@ class ApiToken(Timestamps, Base):
         ForeignKey("users.id", ondelete="RESTRICT"),
         comment="The principal the token acts as (a human or a service account).",
     )
-    name: Mapped[str] = mapped_column(comment="What the token is for, e.g. ci-releases (printable ASCII, 1 to 100 characters).")
+    name: Mapped[str] = mapped_column(
+        comment="What the token is for, e.g. ci-releases (printable ASCII, 1 to 100 characters)."
+    )
     selector: Mapped[str] = mapped_column(
         comment="Public part of the token (16 characters of [a-z0-9]), by which it is looked up."
     )
