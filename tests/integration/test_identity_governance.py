@@ -17,7 +17,14 @@ from psycopg import sql
 
 from platformdb import tokens
 from platformdb.actor import set_actor
-from tests.factories import PASSWORD_HASH, Make, rejected, replica_mode, triggers_disabled
+from tests.factories import (
+    PASSWORD_HASH,
+    Make,
+    assert_updated_at_trigger,
+    rejected,
+    replica_mode,
+    triggers_disabled,
+)
 
 IDENTITY = "platform_identity"
 SA_EMAIL = "ci-bot@example.com"
@@ -287,6 +294,7 @@ def test_api_tokens_checks(conn: psycopg.Connection[Any], make: Make, values: di
 
 
 def test_api_tokens_refusal_shows_no_verifier(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_api_tokens_validated evaluates the CHECKs first: the refusal names the rule and shows no value."""
     owner = make.user()
     with pytest.raises(psycopg.errors.CheckViolation) as info:
         token_row(make, owner, verifier=b"\xab" * 31)
@@ -396,6 +404,8 @@ def test_verify_api_token(conn: psycopg.Connection[Any], make: Make) -> None:
 def test_verify_records_use_without_an_audit_row_and_redacts_the_verifier(
     conn: psycopg.Connection[Any], make: Make
 ) -> None:
+    """trg_api_tokens_audit records the insert with the verifier redacted; trg_api_tokens_audit_update writes
+    nothing for an update of the last-used pair only, and a row for a revocation."""
     owner = make.user()
     make.grant(owner, make.role_with("service:read"))
     token, new = issued(make, owner, "service:read")
@@ -434,3 +444,68 @@ def test_token_helpers_never_show_a_token() -> None:
         tokens.parse(new.token.replace("pdb_", "xyz_"))
     assert new.token.split("_", 2)[2] not in str(info.value)
     assert tokens.parse(new.token) == (new.selector, new.verifier)
+
+
+@pytest.mark.parametrize(
+    ("column", "constraint"),
+    [
+        ("user_id", "fk_api_tokens_user_id_users"),
+        ("created_by", "fk_api_tokens_created_by_users"),
+        ("service_id", "fk_api_tokens_service_id_services"),
+        ("environment_id", "fk_api_tokens_environment_id_environments"),
+        ("rotated_from_id", "fk_api_tokens_rotated_from_id_api_tokens"),
+    ],
+)
+def test_api_tokens_foreign_keys_are_named(make: Make, column: str, constraint: str) -> None:
+    owner = make.user()
+    with rejected("23503", constraint):
+        token_row(make, owner, **{column: uuid.uuid4()})
+    token_row(make, owner)
+
+
+@pytest.mark.parametrize(
+    ("column", "constraint"),
+    [("token_id", "fk_api_token_scopes_token_id_api_tokens"),
+     ("permission_id", "fk_api_token_scopes_permission_id_permissions")],
+)  # fmt: skip
+def test_api_token_scopes_foreign_keys_are_named(conn: psycopg.Connection[Any], make: Make, column: str,
+                                                 constraint: str) -> None:  # fmt: skip
+    with conn.transaction():
+        token, _ = token_row(make, make.user())
+        values = {"token_id": token, "permission_id": make.permission_id("service:read")}
+        with rejected("23503", constraint), conn.transaction():
+            make.insert("api_token_scopes", returning="token_id", **(values | {column: uuid.uuid4()}))
+        make.insert("api_token_scopes", returning="token_id", **values)
+
+
+def test_api_tokens_stamps_are_the_databases(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_api_tokens_created_at and trg_api_token_scopes_created_at give a service's INSERT now() whatever it
+    sent; trg_api_tokens_updated_at stamps an UPDATE and refuses a rewrite of created_at."""
+    owner = make.user()
+    backdated = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    with conn.transaction(), acting_as(conn, IDENTITY):
+        token, _ = token_row(make, owner, created_by=owner, created_at=backdated, updated_at=backdated)
+        make.insert("api_token_scopes", returning="token_id", token_id=token,
+                    permission_id=make.permission_id("service:read"), created_at=backdated)  # fmt: skip
+        stamps = conn.execute(
+            "SELECT t.created_at = now(), t.updated_at = now(), s.created_at = now() FROM platform.api_tokens t"
+            " JOIN platform.api_token_scopes s ON s.token_id = t.id WHERE t.id = %s",
+            (token,),
+        ).fetchone()
+    assert stamps == (True, True, True)
+    old, _ = token_row(make, owner, created_at=backdated, updated_at=backdated)  # the owner may backdate
+    assert_updated_at_trigger(
+        conn, "api_tokens", "id = %s", (old,), "last_used_at = now()", "trg_api_tokens_updated_at"
+    )
+
+
+def test_api_token_scopes_are_audited(conn: psycopg.Connection[Any], make: Make) -> None:
+    """trg_api_token_scopes_audit records a scope's insert and delete."""
+    token, _ = issued(make, make.user(), "service:read")
+    conn.execute("DELETE FROM platform.api_token_scopes WHERE token_id = %s", (token,))
+    rows = conn.execute(
+        "SELECT action FROM platform.audit_logs WHERE entity_type = 'api_token_scopes' AND entity_id LIKE %s"
+        " ORDER BY id",
+        (f"{token},%",),
+    ).fetchall()
+    assert rows == [("insert",), ("delete",)]

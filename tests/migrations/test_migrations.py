@@ -257,6 +257,12 @@ SEED = [
     # A sample partition maintenance set aside: far outside the window it keeps partitions for.
     """INSERT INTO platform.metric_samples_quarantine (series_id, sampled_at, value)
        SELECT s.id, now() - interval '20 years', 0 FROM platform.metric_series s""",
+    # An API token of Ann's, with one scope (revision 0030).
+    """INSERT INTO platform.api_tokens (id, user_id, name, selector, verifier, expires_at) VALUES
+         ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-000000000001', 'ci', 'aaaaaaaaaaaaaaaa',
+          sha256('not a secret'), now() + interval '30 days')""",
+    """INSERT INTO platform.api_token_scopes (token_id, permission_id) VALUES
+         ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-000000000004')""",
 ]
 
 
