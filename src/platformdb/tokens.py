@@ -218,10 +218,8 @@ def rotate(conn: Any, selector: str, *, issued_by: str | None, days: int) -> New
 def revoke(conn: Any, selector: str) -> bool:
     """Revoke the token ``selector``; False if it already was."""
     _token(conn, selector)
-    cur = conn.execute(
-        "UPDATE platform.api_tokens SET revoked_at = now() WHERE selector = %s AND revoked_at IS NULL", (selector,)
-    )
-    return bool(cur.rowcount)
+    row = conn.execute("SELECT platform.revoke_api_token(%s)", (selector,)).fetchone()
+    return bool(row[0])
 
 
 def list_tokens(conn: Any, owner: str | None = None) -> list[dict[str, Any]]:

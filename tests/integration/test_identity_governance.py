@@ -329,12 +329,14 @@ def test_api_tokens_immutable_and_revocation_final(conn: psycopg.Connection[Any]
         conn.execute(
             "UPDATE platform.api_tokens SET expires_at = expires_at + interval '1 day' WHERE id = %s", (token,)
         )
-    with acting_as(conn, IDENTITY):
-        conn.execute("UPDATE platform.api_tokens SET revoked_at = now() WHERE id = %s", (token,))
-        with rejected("23000", "trg_api_tokens_revocation_final"):
-            conn.execute("UPDATE platform.api_tokens SET revoked_at = NULL WHERE id = %s", (token,))
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # and identity may not touch anything else
-            conn.execute("UPDATE platform.api_tokens SET name = 'x' WHERE id = %s", (token,))
+    selector = conn.execute("SELECT selector FROM platform.api_tokens WHERE id = %s", (token,)).fetchone()
+    with acting_as(conn, IDENTITY):  # identity revokes through platform.revoke_api_token, and only so
+        assert conn.execute("SELECT platform.revoke_api_token(%s)", selector).fetchone() == (True,)
+        assert conn.execute("SELECT platform.revoke_api_token(%s)", selector).fetchone() == (False,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE platform.api_tokens SET revoked_at = now() WHERE id = %s", (token,))
+    with rejected("23000", "trg_api_tokens_revocation_final"):
+        conn.execute("UPDATE platform.api_tokens SET revoked_at = NULL WHERE id = %s", (token,))
 
 
 def test_api_tokens_rotation(conn: psycopg.Connection[Any], make: Make) -> None:

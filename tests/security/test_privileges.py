@@ -62,8 +62,8 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         },
         "services": {S},
         "environments": {S},
-        # Tokens: issued and listed (never the verifier: its SELECT cell names the other columns), revoked by
-        # UPDATE of revoked_at only (a column grant: the table-wide UPDATE cell is refused).
+        # Tokens: issued and listed (never the verifier: its SELECT cell names the other columns); revoked through
+        # platform.revoke_api_token, never by UPDATE (so no row locks on tokens).
         "api_tokens": {S, INS},
         "api_token_scopes": {S, INS, D},
     },

@@ -252,9 +252,10 @@ CREATE TRIGGER trg_api_tokens_issuer BEFORE INSERT ON platform.api_tokens
 -- Rotation: inserting a successor (rotated_from_id) locks the predecessor, refuses one that is revoked, expired
 -- or another principal's, and revokes it in the same statement. Two rotations of one token at once: the second
 -- waits for the first's lock, then finds the predecessor revoked and is refused by name; uq_api_tokens_rotated_from_id
--- keeps one successor per token even with the trigger bypassed.
+-- keeps one successor per token even with the trigger bypassed. SECURITY DEFINER: the identity service revokes only
+-- through this trigger and platform.revoke_api_token, so it holds no UPDATE on the table (and no row lock on it).
 CREATE FUNCTION platform.api_token_rotation() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_old record;
 BEGIN
@@ -275,6 +276,16 @@ $$;
 COMMENT ON FUNCTION platform.api_token_rotation() IS 'BEFORE INSERT row trigger (trg_api_tokens_rotation) of a successor token: the predecessor must be live and of the same owner (23514), and is revoked in the same statement.';
 CREATE TRIGGER trg_api_tokens_rotation BEFORE INSERT ON platform.api_tokens
   FOR EACH ROW WHEN (NEW.rotated_from_id IS NOT NULL) EXECUTE FUNCTION platform.api_token_rotation();
+
+-- Revocation, the identity service's only change to a token (it has no UPDATE on the table, so it cannot lock
+-- token rows a rotation or a token check needs). True if the token was live.
+CREATE FUNCTION platform.revoke_api_token(p_selector text) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  WITH revoked AS (
+    UPDATE platform.api_tokens SET revoked_at = now() WHERE selector = p_selector AND revoked_at IS NULL RETURNING id)
+  SELECT EXISTS (SELECT FROM revoked)
+$$;
+COMMENT ON FUNCTION platform.revoke_api_token(text) IS 'Revoke the token with this selector at once; true if it was live. SECURITY DEFINER: EXECUTE for platform_identity, which has no UPDATE on api_tokens.';
 
 -- Scopes are the token's at issue: added in the transaction that issued it (the token's created_at, which the
 -- database sets, is this transaction's start) and before its first use, never later (a later scope would widen
@@ -354,8 +365,12 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 
 $$;
 COMMENT ON FUNCTION platform.verify_api_token(text, bytea, text, uuid, uuid) IS 'The token check: the principal a presented token (selector, SHA-256 of its secret) acts as for this permission on this service and environment, or why not (refusal: unknown_token, revoked, expired, owner_deactivated, out_of_token_scope, not_in_token_scopes, owner_not_permitted). Records the use of a live token. SECURITY DEFINER: no caller reads a verifier.';
 
--- Well-known permissions the database's rules name (revision 0030).
+-- Well-known permissions the database's rules name (revision 0030): reference data the schema ships, like the
+-- deployment status transitions, written without an audit row (a new database's audit log starts empty). The
+-- trigger is off only inside this transaction: no other session ever sees it disabled.
+ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
 INSERT INTO platform.permissions (name, description) VALUES
   ('role:grant', 'Grant roles to users and teams, within the scope held (and only roles whose permissions are held there).'),
   ('token:issue', 'Issue API tokens for other principals (service accounts), within the scope held.')
 ON CONFLICT (name) DO NOTHING;
+ALTER TABLE platform.permissions ENABLE TRIGGER trg_permissions_audit;

@@ -46,10 +46,11 @@ GRANT SELECT, INSERT, UPDATE ON platform.users TO platform_identity;
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.teams, platform.team_memberships, platform.roles,
   platform.permissions, platform.role_permissions, platform.role_grants TO platform_identity;
 GRANT SELECT ON platform.services, platform.environments TO platform_identity;
--- identity issues, lists and revokes API tokens (never reading a verifier); scopes are set at issue.
+-- identity issues and lists API tokens (never reading a verifier) and revokes them through
+-- platform.revoke_api_token (no UPDATE: no row locks on tokens); scopes are set at issue.
 GRANT SELECT (id, user_id, name, selector, service_id, environment_id, expires_at, revoked_at, rotated_from_id,
   created_by, last_used_at, last_used_addr, created_at, updated_at), INSERT ON platform.api_tokens TO platform_identity;
-GRANT UPDATE (revoked_at) ON platform.api_tokens TO platform_identity;
+GRANT EXECUTE ON FUNCTION platform.revoke_api_token(text) TO platform_identity;
 GRANT SELECT, INSERT, DELETE ON platform.api_token_scopes TO platform_identity;
 
 -- catalog: owns services, environments and dependencies; reads teams (owners).

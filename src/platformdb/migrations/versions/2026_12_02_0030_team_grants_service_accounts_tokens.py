@@ -18,7 +18,9 @@ Locks: ADD COLUMN (no default, or a constant one: no rewrite), DROP NOT NULL and
        are catalog-only but take ACCESS EXCLUSIVE on teams, team_memberships, role_grants and users until this
        revision commits (milliseconds; lock_timeout bounds a wait behind a long reader). No scan: existing rows
        are checked by revision 0032. CREATE TRIGGER takes SHARE ROW EXCLUSIVE on the same tables; the new
-       tables are empty. The indexes on existing tables are built CONCURRENTLY by revision 0031. Runs before
+       tables are empty. The two well-known permissions are inserted with trg_permissions_audit disabled inside
+       this transaction (reference data, no audit row; no other session sees the trigger off): SHARE ROW
+       EXCLUSIVE on permissions until the commit. The indexes on existing tables are built CONCURRENTLY by revision 0031. Runs before
        the code that uses it (pre-deploy): v1 writers keep working (they always send user_id and a password
        hash, and kind defaults to human), except a grant written by a service role without a granter, or by
        a granter who does not hold what they grant: that is the defect this revision closes.
@@ -53,12 +55,12 @@ def upgrade() -> None:
     op.execute(DDL)
     op.execute(RULES)
     for function in ("team_no_cycle()", "role_grant_no_escalation()", "api_token_issuer()", "api_token_rotation()",
-                     "api_token_scope_at_issue()",
+                     "api_token_scope_at_issue()", "revoke_api_token(text)",
                      "verify_api_token(text, bytea, text, uuid, uuid)"):  # fmt: skip
         op.execute(f"REVOKE ALL ON FUNCTION platform.{function} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION platform.verify_api_token(text, bytea, text, uuid, uuid) TO {SERVICES}")
     op.execute(f"GRANT SELECT ({API_TOKEN_COLUMNS}), INSERT ON platform.api_tokens TO platform_identity")
-    op.execute("GRANT UPDATE (revoked_at) ON platform.api_tokens TO platform_identity")
+    op.execute("GRANT EXECUTE ON FUNCTION platform.revoke_api_token(text) TO platform_identity")
     op.execute("GRANT SELECT, INSERT, DELETE ON platform.api_token_scopes TO platform_identity")
     op.execute(f"GRANT SELECT ({API_TOKEN_COLUMNS}) ON platform.api_tokens TO platform_readonly")
     op.execute("GRANT SELECT ON platform.api_token_scopes TO platform_readonly")
@@ -79,6 +81,7 @@ $$"""
     )
     op.execute("DELETE FROM platform.role_grants WHERE team_id IS NOT NULL")
     op.execute("DROP FUNCTION platform.verify_api_token(text, bytea, text, uuid, uuid)")
+    op.execute("DROP FUNCTION platform.revoke_api_token(text)")
     op.execute("DROP TABLE platform.api_token_scopes")
     op.execute("DROP TABLE platform.api_tokens")
     op.execute("DROP FUNCTION platform.api_token_scope_at_issue()")
@@ -247,11 +250,15 @@ COMMENT ON COLUMN platform.api_token_scopes.created_at IS 'When the row was inse
 CREATE INDEX ix_api_token_scopes_permission_id ON platform.api_token_scopes (permission_id);
 COMMENT ON INDEX platform.ix_api_token_scopes_permission_id IS 'Serves: FK api_token_scopes.permission_id';
 
--- Well-known permissions the database's rules name.
+-- Well-known permissions the database's rules name (revision 0030): reference data the schema ships, like the
+-- deployment status transitions, written without an audit row (a new database's audit log starts empty). The
+-- trigger is off only inside this transaction: no other session ever sees it disabled.
+ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
 INSERT INTO platform.permissions (name, description) VALUES
   ('role:grant', 'Grant roles to users and teams, within the scope held (and only roles whose permissions are held there).'),
   ('token:issue', 'Issue API tokens for other principals (service accounts), within the scope held.')
 ON CONFLICT (name) DO NOTHING;
+ALTER TABLE platform.permissions ENABLE TRIGGER trg_permissions_audit;
 """
 
 RULES = r"""
@@ -420,9 +427,10 @@ CREATE TRIGGER trg_api_tokens_issuer BEFORE INSERT ON platform.api_tokens
 -- Rotation: inserting a successor (rotated_from_id) locks the predecessor, refuses one that is revoked, expired
 -- or another principal's, and revokes it in the same statement. Two rotations of one token at once: the second
 -- waits for the first's lock, then finds the predecessor revoked and is refused by name; uq_api_tokens_rotated_from_id
--- keeps one successor per token even with the trigger bypassed.
+-- keeps one successor per token even with the trigger bypassed. SECURITY DEFINER: the identity service revokes only
+-- through this trigger and platform.revoke_api_token, so it holds no UPDATE on the table (and no row lock on it).
 CREATE FUNCTION platform.api_token_rotation() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_old record;
 BEGIN
@@ -443,6 +451,16 @@ $$;
 COMMENT ON FUNCTION platform.api_token_rotation() IS 'BEFORE INSERT row trigger (trg_api_tokens_rotation) of a successor token: the predecessor must be live and of the same owner (23514), and is revoked in the same statement.';
 CREATE TRIGGER trg_api_tokens_rotation BEFORE INSERT ON platform.api_tokens
   FOR EACH ROW WHEN (NEW.rotated_from_id IS NOT NULL) EXECUTE FUNCTION platform.api_token_rotation();
+
+-- Revocation, the identity service's only change to a token (it has no UPDATE on the table, so it cannot lock
+-- token rows a rotation or a token check needs). True if the token was live.
+CREATE FUNCTION platform.revoke_api_token(p_selector text) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  WITH revoked AS (
+    UPDATE platform.api_tokens SET revoked_at = now() WHERE selector = p_selector AND revoked_at IS NULL RETURNING id)
+  SELECT EXISTS (SELECT FROM revoked)
+$$;
+COMMENT ON FUNCTION platform.revoke_api_token(text) IS 'Revoke the token with this selector at once; true if it was live. SECURITY DEFINER: EXECUTE for platform_identity, which has no UPDATE on api_tokens.';
 
 -- Scopes are the token's at issue: added in the transaction that issued it (the token's created_at, which the
 -- database sets, is this transaction's start) and before its first use, never later (a later scope would widen
