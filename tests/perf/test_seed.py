@@ -17,6 +17,7 @@ from platformdb.db import display
 from platformdb.errors import UserError
 from platformdb.workbench.seed import Dataset, generate, seed
 from tests.conftest import SCALE, SEED, Seeded
+from tests.factories import WELL_KNOWN_PERMISSIONS
 
 NOW = dt.datetime(2026, 3, 14, 15, 9, tzinfo=dt.UTC)
 
@@ -38,9 +39,11 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
     events = collections.Counter(event[1] for event in data.events)
     copied = {
         "environments": data.environments, "permissions": data.permissions, "roles": data.roles,
-        "role_permissions": data.role_permissions, "teams": data.teams, "users": data.users,
+        "role_permissions": data.role_permissions, "teams": data.teams,
         "team_memberships": data.memberships, "services": data.services, "service_dependencies": data.dependencies,
-        "role_grants": data.grants, "configurations": data.configurations, "metrics": data.metrics,
+        "role_grants": data.grants + data.team_grants, "configurations": data.configurations,
+        "metrics": data.metrics, "api_tokens": data.tokens, "api_token_scopes": data.token_scopes,
+        "users": data.users + data.service_accounts,
     }  # fmt: skip
     expected = {table: len(rows) for table, rows in copied.items()} | {
         "releases": events["release"],
@@ -52,6 +55,7 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
         # One audit row per change, written by the triggers: every row COPYed, every event replayed.
         "audit_logs": sum(len(rows) for rows in copied.values()) + sum(events.values()),
     }
+    expected["permissions"] += WELL_KNOWN_PERMISSIONS  # the schema's own, unaudited reference rows
     counts = seeded.report.counts
     assert {table: counts[table] for table in expected} == expected
     # Only partition maintenance writes the quarantine, and the seed writes no sample outside the window.

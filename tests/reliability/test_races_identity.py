@@ -64,10 +64,13 @@ def test_concurrent_rotations_of_one_token_make_one_successor(
     owner = make.user()
     conns = worker_connections(db, 2)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-    insert = (
-        "INSERT INTO platform.api_tokens (user_id, name, selector, verifier, expires_at, rotated_from_id)"
-        " VALUES (%s, 'ci', %s, %s, %s, %s)"
+    insert = (  # as the identity service (the schema owner is exempt: restores replay old chains)
+        "INSERT INTO platform.api_tokens (user_id, name, selector, verifier, expires_at, rotated_from_id, created_by)"
+        " VALUES (%s, 'ci', %s, %s, %s, %s, %s)"
     )
+    for c in conns:
+        c.execute("SET ROLE platform_identity")
+        c.commit()
     try:
         for _ in range(ROUNDS):
             first = tokens.generate()
@@ -75,8 +78,8 @@ def test_concurrent_rotations_of_one_token_make_one_successor(
                               expires_at=expires)  # fmt: skip
             barrier = threading.Barrier(2, timeout=BARRIER_TIMEOUT)
             news = [tokens.generate(), tokens.generate()]
-            got = in_parallel([partial(_outcome, c, barrier, insert, (owner, n.selector, n.verifier, expires, old))
-                               for n, c in zip(news, conns, strict=True)])  # fmt: skip
+            rows = [(owner, n.selector, n.verifier, expires, old, owner) for n in news]
+            got = in_parallel([partial(_outcome, c, barrier, insert, row) for row, c in zip(rows, conns, strict=True)])
             assert sorted(got) == ["23514 trg_api_tokens_rotation", "ok"], got
             successors = conn.execute("SELECT count(*) FROM platform.api_tokens WHERE rotated_from_id = %s", (old,))
             assert successors.fetchone() == (1,)

@@ -315,6 +315,7 @@ class ApiToken(NamedTuple):
     revoked_at: dt.datetime | None
     created_by: uuid.UUID | None
     last_used_at: dt.datetime | None
+    rotated_from_id: uuid.UUID | None
     created_at: dt.datetime
 
 
@@ -358,16 +359,27 @@ def tokens(run: Run, access: Access, people: People) -> Tokens:
     for user in active:  # personal tokens (CLI, scripts): most people have one or a few, rotated over time
         if rng.random() < 0.6:
             owners += [(user, user)] * rng.randint(1, 4)
-    for i, (owner, issuer) in enumerate(owners):
+    for i, (owner, issuer) in enumerate(owners):  # each slot: a chain of rotations up to now
+        lifetime = dt.timedelta(days=rng.choice([30, 90, 365]))
         created = run.ago(rng, 1, 300)
-        expires = created + dt.timedelta(days=rng.choice([30, 90, 365]))
-        revoked = created + (run.now - created) * rng.uniform(0.1, 0.9) if rng.random() < 0.1 else None
-        used = created + (run.now - created) * rng.uniform(0.5, 1.0) if rng.random() < 0.8 else None
-        selector = "".join(rng.choice(_SELECTOR) for _ in range(16))
-        verifier = hashlib.sha256(f"{run.seed}:{i}:{rng.random()}".encode()).digest()
-        token = ApiToken(uuid7(created, rng), owner, f"token-{i}", selector, verifier, expires, revoked, issuer,
-                         used, created)  # fmt: skip
-        found.tokens.append(token)
-        for name in rng.sample(TOKEN_SCOPES, rng.randint(1, len(TOKEN_SCOPES))):
-            found.scopes.append(ApiTokenScope(token.id, permission_ids[name], created))
+        scopes = rng.sample(TOKEN_SCOPES, rng.randint(1, len(TOKEN_SCOPES)))
+        previous: uuid.UUID | None = None
+        for link in range(20):
+            successor_at = created + lifetime - dt.timedelta(days=rng.randint(1, 5))
+            rotated = successor_at < run.now and rng.random() < 0.9
+            revoked = successor_at if rotated else None
+            if not rotated and rng.random() < 0.05:
+                revoked = created + (run.now - created) * rng.uniform(0.1, 0.9)
+            used = (
+                created + (min(run.now, successor_at) - created) * rng.uniform(0.5, 1.0) if rng.random() < 0.8 else None
+            )
+            selector = "".join(rng.choice(_SELECTOR) for _ in range(16))
+            verifier = hashlib.sha256(f"{run.seed}:{i}:{link}:{rng.random()}".encode()).digest()
+            token = ApiToken(uuid7(created, rng), owner, f"token-{i}", selector, verifier, created + lifetime, revoked,
+                             issuer, used, previous, created)  # fmt: skip
+            found.tokens.append(token)
+            found.scopes += [ApiTokenScope(token.id, permission_ids[name], created) for name in scopes]
+            if not rotated:
+                break
+            previous, created = token.id, successor_at
     return found
