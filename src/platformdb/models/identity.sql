@@ -259,9 +259,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_old record;
 BEGIN
-  IF pg_has_role(coalesce(nullif(current_setting('role'), 'none'), session_user)::name,
-                 (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
-    RETURN NEW;  -- the schema owner: restores and the seed load rotation chains whose links are long revoked
+  IF NEW.created_at <> now()
+     AND pg_has_role(coalesce(nullif(current_setting('role'), 'none'), session_user)::name,
+                     (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID), 'USAGE') THEN
+    RETURN NEW;  -- history written by the schema owner: restores and the seed load chains whose links are revoked
   END IF;
   SELECT t.user_id, t.revoked_at, t.expires_at INTO v_old
     FROM platform.api_tokens t WHERE t.id = NEW.rotated_from_id FOR UPDATE;
@@ -277,7 +278,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.api_token_rotation() IS 'BEFORE INSERT row trigger (trg_api_tokens_rotation) of a successor token: outside the schema owner, the predecessor must be live and of the same owner (23514), and is revoked in the same statement.';
+COMMENT ON FUNCTION platform.api_token_rotation() IS 'BEFORE INSERT row trigger (trg_api_tokens_rotation) of a successor token: the predecessor must be live and of the same owner (23514), and is revoked in the same statement; only a backdated row of the schema owner (a restore, the seed) is exempt.';
 CREATE TRIGGER trg_api_tokens_rotation BEFORE INSERT ON platform.api_tokens
   FOR EACH ROW WHEN (NEW.rotated_from_id IS NOT NULL) EXECUTE FUNCTION platform.api_token_rotation();
 
