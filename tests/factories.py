@@ -15,6 +15,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQxMjM0$0mJ1cQbB2d8kL0Tj2Yf3YxZq4sVQ3mD1hA"
+WELL_KNOWN_PERMISSIONS = 2
+"""Permissions the schema itself inserts (role:grant, token:issue: revision 0030), present in every new database."""
 COMMIT_SHA = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 
@@ -203,6 +205,25 @@ class Make:
 
     def grant(self, user_id: uuid.UUID, role_id: uuid.UUID, **kw: Any) -> uuid.UUID:
         return self.insert("role_grants", user_id=user_id, role_id=role_id, **kw)  # type: ignore[no-any-return]
+
+    def permission_id(self, name: str) -> uuid.UUID:
+        """The id of permission ``name``, inserted if missing (the well-known ones exist already)."""
+        row = self.conn.execute("SELECT id FROM platform.permissions WHERE name = %s", (name,)).fetchone()
+        return row[0] if row else self.permission(name=name)  # type: ignore[no-any-return]
+
+    def role_with(self, *permissions: str, **kw: Any) -> uuid.UUID:
+        """A role holding the named permissions (each inserted if missing)."""
+        role = self.role(**kw)
+        for name in permissions:
+            self.insert("role_permissions", returning="role_id", role_id=role, permission_id=self.permission_id(name))
+        return role
+
+    def granter(self, *permissions: str, **scope: Any) -> uuid.UUID:
+        """A user holding role:grant and ``permissions`` (globally, or in ``scope``): one who may grant them.
+        Its own grant is written as the schema owner (the bootstrap path: no granter)."""
+        user = self.user()
+        self.grant(user, self.role_with("role:grant", *permissions), **scope)
+        return user
 
     # catalog -------------------------------------------------------------------------------------------
     def environment(self, **kw: Any) -> uuid.UUID:

@@ -106,7 +106,7 @@ SEEDED = [
         "ALTER INDEX platform.ix_services_owner_team_id RENAME TO services_owner_idx",
         "services.services_owner_idx",
     ),
-    ("L014", "ALTER TABLE platform.teams ADD COLUMN parent_team_id uuid", "teams.parent_team_id"),
+    ("L014", "ALTER TABLE platform.teams ADD COLUMN umbrella_team_id uuid", "teams.umbrella_team_id"),
     ("L015", "CREATE INDEX ix_services_status ON platform.services (status)", "services.ix_services_status"),
     (
         "L016",

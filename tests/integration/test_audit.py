@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import itertools
 import uuid
@@ -14,6 +15,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from platformdb import tokens
 from platformdb.actor import set_actor
 from tests.factories import PASSWORD_HASH, Make, assert_keys_trigger, rejected, triggers_disabled
 
@@ -72,6 +74,20 @@ class Audited:
     create: Callable[[Make], object]
     update: str | None
     delete: bool
+
+
+def _token(make: Make) -> object:
+    new = tokens.generate()
+    return make.insert("api_tokens", user_id=make.user(), name="ci", selector=new.selector, verifier=new.verifier,
+                       expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))  # fmt: skip
+
+
+def _token_scope(make: Make) -> str:
+    with make.conn.transaction():  # scopes are set in the transaction that issues the token
+        token = _token(make)
+        permission = make.permission()
+        make.insert("api_token_scopes", returning="token_id", token_id=token, permission_id=permission)
+    return f"{token},{permission}"
 
 
 def _membership(make: Make) -> str:
@@ -204,6 +220,10 @@ AUDITED: dict[str, Audited] = {
     "configuration_versions": Audited(
         "trg_configuration_versions_audit", "configuration_id,version", _config_version, None, delete=False
     ),
+    "api_tokens": Audited("trg_api_tokens_audit", "id", _token, "revoked_at = now()", delete=True),
+    "api_token_scopes": Audited(
+        "trg_api_token_scopes_audit", "token_id,permission_id", _token_scope, None, delete=True
+    ),
     # monitoring
     "metrics": Audited("trg_metrics_audit", "id", Make.metric, "description = 'Changed'", delete=True),
     "partition_retention": Audited(
@@ -220,7 +240,10 @@ def test_audited_tables_are_the_ones_with_an_audit_trigger(conn: psycopg.Connect
             WHERE n.nspname = 'platform' AND NOT c.relispartition AND NOT t.tgisinternal
               AND t.tgfoid = 'platform.audit_capture()'::regprocedure"""
     ).fetchall()
-    found = {table: (trigger, bytes(args).split(b"\0")[0].decode()) for table, trigger, args in rows}
+    found: dict[str, tuple[str, str]] = {}
+    for table, trigger, args in sorted(rows, key=lambda r: r[1]):  # a table's audit triggers split by event:
+        found.setdefault(table, (trigger, bytes(args).split(b"\0")[0].decode()))  # the first by name
+    assert {(t, bytes(a).split(b"\0")[0].decode()) for t, _, a in rows} == {(t, k) for t, (_, k) in found.items()}
     assert found == {table: (case.trigger, case.key) for table, case in AUDITED.items()}
 
 

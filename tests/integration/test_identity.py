@@ -11,6 +11,7 @@ import pytest
 
 from tests.factories import (
     PASSWORD_HASH,
+    WELL_KNOWN_PERMISSIONS,
     Make,
     assert_created_at_trigger,
     assert_keys_trigger,
@@ -289,7 +290,7 @@ def test_permissions_description_length(make: Make) -> None:
         make.permission(description="x" * 1001)
     make.permission(description="x" * 1000)
     make.permission(description="")
-    assert make.count("permissions") == 2
+    assert make.count("permissions") == 2 + WELL_KNOWN_PERMISSIONS
 
 
 @pytest.mark.parametrize("name", ["Admin", "service_owner", "-admin", "admin-", "service--owner", "1admin", "a" * 64])
@@ -331,7 +332,7 @@ def test_permissions_name_is_resource_colon_action(make: Make, name: str) -> Non
     make.permission(name="deployment:create")
     make.permission(name="service_config:read_secret")
     make.permission(name="a:" + "b" * 98)
-    assert make.count("permissions") == 3
+    assert make.count("permissions") == 3 + WELL_KNOWN_PERMISSIONS
 
 
 def test_permissions_name_is_unique(make: Make) -> None:
@@ -339,7 +340,7 @@ def test_permissions_name_is_unique(make: Make) -> None:
     with rejected("23505", "uq_permissions_name"):
         make.permission(name="deployment:create")
     make.permission(name="deployment:cancel")
-    assert make.count("permissions") == 2
+    assert make.count("permissions") == 2 + WELL_KNOWN_PERMISSIONS
 
 
 @pytest.mark.parametrize(
@@ -379,7 +380,7 @@ def test_role_permissions_cascade_when_role_is_deleted(conn: psycopg.Connection[
         make.insert("role_permissions", returning="role_id", role_id=other, permission_id=permission)
     conn.execute("DELETE FROM platform.roles WHERE id = %s", (role,))
     assert make.count("role_permissions") == 2
-    assert make.count("permissions") == 2
+    assert make.count("permissions") == 2 + WELL_KNOWN_PERMISSIONS
 
 
 # role grants ---------------------------------------------------------------------------------------------
@@ -387,7 +388,7 @@ def test_role_grants_are_unique_even_with_null_scopes(make: Make) -> None:
     """Two global grants of one role to one user are the same grant, though their scopes are NULL."""
     user, role = make.user(), make.role()
     make.grant(user, role)
-    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+    with rejected("23505", "uq_role_grants_grantee_role_scope"):
         make.grant(user, role)
     assert make.count("role_grants") == 1
 
@@ -399,9 +400,9 @@ def test_role_grants_scoped_and_global_grants_coexist(make: Make) -> None:
     make.grant(user, role, service_id=service)
     make.grant(user, role, environment_id=environment)
     make.grant(user, role, service_id=service, environment_id=environment)
-    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+    with rejected("23505", "uq_role_grants_grantee_role_scope"):
         make.grant(user, role, service_id=service)
-    with rejected("23505", "uq_role_grants_user_id_role_id_service_id_environment_id"):
+    with rejected("23505", "uq_role_grants_grantee_role_scope"):
         make.grant(user, role, environment_id=environment)
     assert make.count("role_grants") == 4
 
@@ -491,7 +492,7 @@ def new_identity_row(make: Make, table: str) -> dict[str, Any]:
         "roles": lambda: {"name": f"new-{n}"},
         "permissions": lambda: {"name": "thing:create"},
         "role_permissions": lambda: {"role_id": make.role(), "permission_id": make.permission()},
-        "role_grants": lambda: {"user_id": make.user(), "role_id": make.role()},
+        "role_grants": lambda: {"user_id": make.user(), "role_id": make.role(), "granted_by": make.granter()},
     }[table]()
 
 

@@ -65,6 +65,9 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0041": set(),
     "0042": {"approval_rules", "deployment_approval_requirements", "deployment_approvals"},
     "0050": {"freeze_schedules", "freeze_periods", "freeze_overrides", "environment_promotions", "promotion_overrides"},
+    "0030": {"api_tokens", "api_token_scopes"},
+    "0031": set(),
+    "0032": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
@@ -309,6 +312,12 @@ SEED = [
     # A sample partition maintenance set aside: far outside the window it keeps partitions for.
     """INSERT INTO platform.metric_samples_quarantine (series_id, sampled_at, value)
        SELECT s.id, now() - interval '20 years', 0 FROM platform.metric_series s""",
+    # An API token of Ann's, with one scope (revision 0030).
+    """INSERT INTO platform.api_tokens (id, user_id, name, selector, verifier, expires_at) VALUES
+         ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-000000000001', 'ci', 'aaaaaaaaaaaaaaaa',
+          sha256('not a secret'), now() + interval '30 days')""",
+    """INSERT INTO platform.api_token_scopes (token_id, permission_id) VALUES
+         ('00000000-0000-7000-8000-0000000000a1', '00000000-0000-7000-8000-000000000004')""",
 ]
 
 

@@ -17,6 +17,7 @@ from platformdb.db import display
 from platformdb.errors import UserError
 from platformdb.workbench.seed import Dataset, generate, seed
 from tests.conftest import SCALE, SEED, Seeded
+from tests.factories import WELL_KNOWN_PERMISSIONS
 
 NOW = dt.datetime(2026, 3, 14, 15, 9, tzinfo=dt.UTC)
 
@@ -38,9 +39,11 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
     events = collections.Counter(event[1] for event in data.events)
     copied = {
         "environments": data.environments, "permissions": data.permissions, "roles": data.roles,
-        "role_permissions": data.role_permissions, "teams": data.teams, "users": data.users,
+        "role_permissions": data.role_permissions, "teams": data.teams,
         "team_memberships": data.memberships, "services": data.services, "service_dependencies": data.dependencies,
-        "role_grants": data.grants, "configurations": data.configurations, "metrics": data.metrics,
+        "role_grants": data.grants + data.team_grants, "configurations": data.configurations,
+        "metrics": data.metrics, "api_tokens": data.tokens, "api_token_scopes": data.token_scopes,
+        "users": data.users + data.service_accounts,
         "approval_rules": data.approval_rules,
     }  # fmt: skip
     # Production's rule is in force from its creation: every later production rollout but a rollback captures it.
@@ -60,6 +63,7 @@ def test_seed_loads_exactly_the_generated_data_set(seeded: Seeded) -> None:
         "metric_series": len(data.series),
         "metric_samples": data.samples_expected(),
     }
+    expected["permissions"] += WELL_KNOWN_PERMISSIONS  # the schema's own, unaudited reference rows
     counts = seeded.report.counts
     # Written after the history (seed._freezes_and_promotions): three edges, two schedules, 26 weeks each.
     governance = {"environment_promotions": 3, "freeze_schedules": 2, "freeze_periods": 52}

@@ -56,8 +56,10 @@ ALL_TABLES = (
     "approval_rules",
     "deployment_approval_requirements",
     "deployment_approvals",
+    "api_tokens",
+    "api_token_scopes",
 )
-SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref"}
+SENSITIVE = {"users": "password_hash", "configuration_versions": "secret_ref", "api_tokens": "verifier"}
 
 # The specification: what each service owns and reads. Anything not listed is denied.
 GRANTED: dict[str, dict[str, set[str]]] = {
@@ -70,6 +72,10 @@ GRANTED: dict[str, dict[str, set[str]]] = {
         "services": {S},
         "environments": {S},
         "approval_rules": {S, INS, U, D},  # policy beside the grants: the service running rollouts cannot move it
+        # Tokens: issued and listed (never the verifier: its SELECT cell names the other columns); revoked through
+        # platform.revoke_api_token, never by UPDATE (so no row locks on tokens).
+        "api_tokens": {S, INS},
+        "api_token_scopes": {S, INS, D},
     },
     "platform_catalog": {
         **{t: {S, INS, U, D} for t in ("services", "environments", "service_dependencies")},

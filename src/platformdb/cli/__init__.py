@@ -3,6 +3,7 @@
 - :mod:`~platformdb.cli.migrations`: upgrade, downgrade, current, history, sql
 - :mod:`~platformdb.cli.operations`: audit, freezes, partitions, roles (run against production)
 - :mod:`~platformdb.cli.review`: docs, lint (read the live catalogs)
+- :mod:`~platformdb.cli.tokens`: tokens issue, list, revoke, rotate (API tokens)
 - :mod:`~platformdb.cli.workbench`: server, demo, seed (the local embedded server and its data)
 
 ``main`` is the root click group; without the extra installed it is a stub that says which extra to install.
@@ -23,7 +24,7 @@ except ImportError:  # a bare `pip install platformdb`: the library only
         sys.exit(1)
 
 else:
-    from platformdb.cli import migrations, operations, review, workbench  # noqa: F401  (each registers commands)
+    from platformdb.cli import migrations, operations, review, tokens, workbench  # noqa: F401  (each registers commands)
     from platformdb.cli.app import cli as main
 
 __all__ = ["main"]

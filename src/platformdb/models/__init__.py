@@ -22,12 +22,24 @@ from platformdb.models.delivery import (
     PromotionOverride,
     Release,
 )
-from platformdb.models.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
+from platformdb.models.identity import (
+    ApiToken,
+    ApiTokenScope,
+    Permission,
+    Role,
+    RoleGrant,
+    RolePermission,
+    Team,
+    TeamMembership,
+    User,
+)
 from platformdb.models.monitoring import Metric, MetricSample, MetricSeries, PartitionRetention
 
 __all__ = [
     "SCHEMA",
     "ApprovalRule",
+    "ApiToken",
+    "ApiTokenScope",
     "AuditChain",
     "AuditLog",
     "Base",

@@ -11,7 +11,8 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, UniqueConstraint, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, UniqueConstraint, func, text
+from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from platformdb.models.base import Base, CreatedOnly, Timestamps, UUIDPk
@@ -38,7 +39,7 @@ EMAIL_CHARS = r"\u0021-\u007e"
 
 
 class User(Timestamps, Base):
-    """A person or service account that signs in; deactivated rather than deleted."""
+    """A person or a service account; deactivated rather than deleted."""
 
     # Addresses are printable ASCII (ck_users_email_printable_ascii): an internationalized domain is stored
     # in its punycode (xn--) form, and a non-ASCII local part is refused. Two addresses that look alike are
@@ -64,6 +65,15 @@ class User(Timestamps, Base):
         ),
         CheckConstraint(f"display_name !~ '[{INVISIBLE}]'", name="display_name_visible"),
         CheckConstraint("deactivated_at IS NULL OR deactivated_at >= created_at", name="deactivated_after_created"),
+        CheckConstraint("kind IN ('human', 'service_account')", name="kind_allowed"),
+        CheckConstraint("(kind = 'service_account') = (owner_team_id IS NOT NULL)", name="owner_team_by_kind"),
+        CheckConstraint("(kind = 'human') = (password_hash IS NOT NULL)", name="password_by_kind"),
+        Index(
+            "ix_users_owner_team_id",
+            "owner_team_id",
+            postgresql_where=text("owner_team_id IS NOT NULL"),
+            info={"serves": "FK users.owner_team_id: the service accounts of a team"},
+        ),
         Index(
             "uq_users_email_lower",
             func.lower(text("email")),
@@ -78,11 +88,24 @@ class User(Timestamps, Base):
         "through uq_users_email_lower."
     )
     display_name: Mapped[str] = mapped_column(comment="Name shown to people; frozen into audit rows.")
-    password_hash: Mapped[str] = mapped_column(
-        comment="PHC-format hash (argon2, bcrypt, scrypt or pbkdf2); never a plaintext password."
+    password_hash: Mapped[str | None] = mapped_column(
+        comment="PHC-format hash (argon2, bcrypt, scrypt or pbkdf2); never a plaintext password. NULL for a service "
+        "account, which cannot sign in with a password."
     )
     deactivated_at: Mapped[dt.datetime | None] = mapped_column(
         comment="When the account was deactivated; NULL while active. Users are never deleted."
+    )
+    # Added by revision 0030, after the timestamps (sort_order: the column order of a live table).
+    kind: Mapped[str] = mapped_column(
+        server_default="human",
+        sort_order=1,
+        comment="human (signs in with a password) or service_account (a CI system or bot: no password, owned by a "
+        "team, acts through API tokens).",
+    )
+    owner_team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="RESTRICT"),
+        sort_order=1,
+        comment="The team that owns a service account; NULL for a human.",
     )
 
     memberships: Mapped[list[TeamMembership]] = relationship(back_populates="user", lazy="raise")
@@ -102,12 +125,25 @@ class Team(Timestamps, Base):
             name="display_name_length",
         ),
         CheckConstraint(f"display_name !~ '[{INVISIBLE}]'", name="display_name_visible"),
+        CheckConstraint("parent_team_id <> id", name="not_own_parent"),
         UniqueConstraint("name"),
+        Index(
+            "ix_teams_parent_team_id",
+            "parent_team_id",
+            postgresql_where=text("parent_team_id IS NOT NULL"),
+            info={"serves": "FK teams.parent_team_id; may_user_do: the teams nested in a team"},
+        ),
     )
 
     id: Mapped[UUIDPk] = mapped_column(comment="Team id (UUIDv7).")
     name: Mapped[str] = mapped_column(comment="Unique kebab-case handle, e.g. payments-core.")
     display_name: Mapped[str] = mapped_column(comment="Human-readable team name.")
+    parent_team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="RESTRICT"),
+        sort_order=1,
+        comment="The team this one is nested in; its members hold the grants of every ancestor team. NULL for a "
+        "top-level team. No cycles (trg_teams_no_cycle).",
+    )
 
     memberships: Mapped[list[TeamMembership]] = relationship(back_populates="team", lazy="raise")
     services: Mapped[list[Service]] = relationship(back_populates="owner_team", lazy="raise")
@@ -121,6 +157,7 @@ class TeamMembership(Timestamps, Base):
     __tablename__ = "team_memberships"
     __table_args__ = (
         CheckConstraint("role IN ('member', 'maintainer')", name="role_allowed"),
+        CheckConstraint("expires_at IS NULL OR expires_at > created_at", name="expires_after_created"),
         Index("ix_team_memberships_user_id", "user_id", info={"serves": "identity.teams_of_user; FK"}),
     )
 
@@ -132,6 +169,10 @@ class TeamMembership(Timestamps, Base):
     )
     role: Mapped[str] = mapped_column(
         server_default="member", comment="Role within the team: member or maintainer (may manage members)."
+    )
+    expires_at: Mapped[dt.datetime | None] = mapped_column(
+        sort_order=1,
+        comment="When the membership stops counting (temporary elevation, contractors); NULL for a lasting one.",
     )
 
     team: Mapped[Team] = relationship(back_populates="memberships", lazy="raise")
@@ -210,15 +251,31 @@ class RolePermission(CreatedOnly, Base):
 
 
 class RoleGrant(Timestamps, Base):
-    """A role held by a user: globally, or scoped to a service and/or an environment."""
+    """A role held by a user or a team: globally, or scoped to a service and/or an environment."""
 
     __volume__ = "small"
 
     __tablename__ = "role_grants"
     __table_args__ = (
-        # NULL scopes mean "any": two global grants of one role to one user are the same grant.
-        UniqueConstraint("user_id", "role_id", "service_id", "environment_id", postgresql_nulls_not_distinct=True),
+        # NULL scopes mean "any": two global grants of one role to one user (or team) are the same grant.
+        UniqueConstraint(
+            "user_id",
+            "team_id",
+            "role_id",
+            "service_id",
+            "environment_id",
+            name="uq_role_grants_grantee_role_scope",
+            postgresql_nulls_not_distinct=True,
+        ),
         CheckConstraint("expires_at IS NULL OR expires_at > created_at", name="expires_after_created"),
+        CheckConstraint("num_nonnulls(user_id, team_id) = 1", name="one_grantee"),
+        CheckConstraint("granted_by <> user_id", name="not_self_granted"),
+        Index(
+            "ix_role_grants_team_id",
+            "team_id",
+            postgresql_where=text("team_id IS NOT NULL"),
+            info={"serves": "identity.may_user_do: the grants of a team; FK"},
+        ),
         Index("ix_role_grants_role_id", "role_id", info={"serves": "FK role_grants.role_id"}),
         Index(
             "ix_role_grants_service_id",
@@ -236,8 +293,9 @@ class RoleGrant(Timestamps, Base):
     )
 
     id: Mapped[UUIDPk] = mapped_column(comment="Grant id (UUIDv7).")
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), comment="The user who holds the role."
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"),
+        comment="The user who holds the role; NULL for a grant to a team (exactly one of user_id and team_id).",
     )
     role_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), comment="The role granted.")
     service_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -250,14 +308,142 @@ class RoleGrant(Timestamps, Base):
     )
     granted_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"),
-        comment="User who made the grant; NULL for grants made by provisioning.",
+        comment="User who made the grant; must hold role:grant and every permission of the role within the grant's "
+        "scope (trg_role_grants_no_escalation). NULL only for grants the schema owner writes (bootstrap, "
+        "provisioning).",
     )
     expires_at: Mapped[dt.datetime | None] = mapped_column(
         comment="When the grant stops counting; NULL for a permanent grant."
     )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"),
+        sort_order=1,
+        comment="The team that holds the role (its members and the members of its descendant teams); NULL for a "
+        "grant to a user.",
+    )
 
-    user: Mapped[User] = relationship(back_populates="grants", foreign_keys=[user_id], lazy="raise")
+    user: Mapped[User | None] = relationship(back_populates="grants", foreign_keys=[user_id], lazy="raise")
+    team: Mapped[Team | None] = relationship(lazy="raise")
     role: Mapped[Role] = relationship(back_populates="grants", lazy="raise")
     service: Mapped[Service | None] = relationship(lazy="raise")
     environment: Mapped[Environment | None] = relationship(lazy="raise")
     granter: Mapped[User | None] = relationship(foreign_keys=[granted_by], lazy="raise")
+
+
+class ApiToken(Timestamps, Base):
+    """An API token of a user or service account: a public selector and the SHA-256 of its secret, never the
+    token; scoped, expiring, revocable, rotatable."""
+
+    __volume__ = "medium"
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint("name ~ '^[ -~]{1,100}$'", name="name_format"),
+        CheckConstraint("selector ~ '^[a-z0-9]{16}$'", name="selector_format"),
+        CheckConstraint("octet_length(verifier) = 32", name="verifier_sha256"),
+        CheckConstraint(
+            "expires_at > created_at AND expires_at - created_at <= interval '366 days'", name="expiry_within_a_year"
+        ),
+        CheckConstraint("revoked_at IS NULL OR revoked_at >= created_at", name="revoked_after_created"),
+        UniqueConstraint("selector"),
+        Index(
+            "uq_api_tokens_rotated_from_id",
+            "rotated_from_id",
+            unique=True,
+            postgresql_where=text("rotated_from_id IS NOT NULL"),
+            info={"serves": "rotation: at most one successor per token; FK"},
+        ),
+        Index(
+            "ix_api_tokens_user_id_created_at",
+            "user_id",
+            "created_at",
+            info={"serves": "identity.tokens_of_user (newest first); FK"},
+        ),
+        Index(
+            "ix_api_tokens_service_id",
+            "service_id",
+            postgresql_where=text("service_id IS NOT NULL"),
+            info={"serves": "FK api_tokens.service_id"},
+        ),
+        Index(
+            "ix_api_tokens_environment_id",
+            "environment_id",
+            postgresql_where=text("environment_id IS NOT NULL"),
+            info={"serves": "FK api_tokens.environment_id"},
+        ),
+        Index(
+            "ix_api_tokens_created_by",
+            "created_by",
+            postgresql_where=text("created_by IS NOT NULL"),
+            info={"serves": "FK api_tokens.created_by"},
+        ),
+    )
+
+    id: Mapped[UUIDPk] = mapped_column(comment="Token id (UUIDv7).")
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="The principal the token acts as (a human or a service account).",
+    )
+    name: Mapped[str] = mapped_column(
+        comment="What the token is for, e.g. ci-releases (printable ASCII, 1 to 100 characters)."
+    )
+    selector: Mapped[str] = mapped_column(
+        comment="Public part of the token (16 characters of [a-z0-9]), by which it is looked up."
+    )
+    verifier: Mapped[bytes] = mapped_column(
+        LargeBinary,
+        comment="SHA-256 of the token's secret (32 bytes); never the secret. Readable by no service role; redacted "
+        "in audit rows.",
+    )
+    service_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("services.id", ondelete="CASCADE"),
+        comment="Service the token is limited to; NULL means every service.",
+    )
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"),
+        comment="Environment the token is limited to; NULL means every environment.",
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(
+        comment="When the token stops working: mandatory, at most 366 days after it was issued."
+    )
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(
+        comment="When the token was revoked (or rotated); final once set. NULL while live."
+    )
+    rotated_from_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="RESTRICT"),
+        comment="The token this one replaced; inserting it revoked that one (trg_api_tokens_rotation). At most one "
+        "successor per token.",
+    )
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"),
+        comment="Who issued the token: its human owner, or a holder of token:issue (trg_api_tokens_issuer). NULL "
+        "only for tokens the schema owner writes.",
+    )
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(
+        comment="When the token last passed platform.verify_api_token (recorded at most once a minute per address)."
+    )
+    last_used_addr: Mapped[str | None] = mapped_column(
+        INET, comment="Client address of that use (platformdb.client_addr, else the connection's)."
+    )
+
+    owner: Mapped[User] = relationship(foreign_keys=[user_id], lazy="raise")
+
+
+class ApiTokenScope(CreatedOnly, Base):
+    """A permission a token may use (its owner must also hold it when the token is used)."""
+
+    __volume__ = "medium"
+
+    __tablename__ = "api_token_scopes"
+    __table_args__ = (
+        Index(
+            "ix_api_token_scopes_permission_id", "permission_id", info={"serves": "FK api_token_scopes.permission_id"}
+        ),
+    )
+
+    token_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True, comment="The token."
+    )
+    permission_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True, comment="The permission it may use."
+    )

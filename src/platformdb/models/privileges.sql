@@ -37,12 +37,22 @@ GRANT EXECUTE ON FUNCTION platform.may_user_do(uuid, text, uuid, uuid) TO platfo
   platform_delivery, platform_configuration, platform_audit_reader, platform_metrics_writer, platform_readonly;
 GRANT EXECUTE ON FUNCTION platform.effective_configuration(uuid, uuid),
   platform.configuration_at_deployment(uuid) TO platform_configuration, platform_delivery, platform_readonly;
+-- The token check (revision 0030): every service authenticates API requests; it records last use, so not
+-- read-only. No role reads a verifier.
+GRANT EXECUTE ON FUNCTION platform.verify_api_token(text, bytea, text, uuid, uuid) TO platform_identity,
+  platform_catalog, platform_delivery, platform_configuration, platform_metrics_writer;
 
 -- identity: owns users (never deleted), teams, memberships, roles, permissions, grants.
 GRANT SELECT, INSERT, UPDATE ON platform.users TO platform_identity;
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.teams, platform.team_memberships, platform.roles,
   platform.permissions, platform.role_permissions, platform.role_grants TO platform_identity;
 GRANT SELECT ON platform.services, platform.environments TO platform_identity;
+-- identity issues and lists API tokens (never reading a verifier) and revokes them through
+-- platform.revoke_api_token (no UPDATE: no row locks on tokens); scopes are set at issue.
+GRANT SELECT (id, user_id, name, selector, service_id, environment_id, expires_at, revoked_at, rotated_from_id,
+  created_by, last_used_at, last_used_addr, created_at, updated_at), INSERT ON platform.api_tokens TO platform_identity;
+GRANT EXECUTE ON FUNCTION platform.revoke_api_token(text) TO platform_identity;
+GRANT SELECT, INSERT, DELETE ON platform.api_token_scopes TO platform_identity;
 
 -- catalog: owns services, environments and dependencies; reads teams (owners).
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.services, platform.environments, platform.service_dependencies
@@ -90,16 +100,19 @@ GRANT SELECT, INSERT ON platform.metric_series, platform.metric_samples TO platf
 GRANT SELECT ON platform.metric_samples_quarantine TO platform_metrics_writer;
 GRANT SELECT ON platform.services, platform.environments TO platform_metrics_writer;
 
--- read-only: every table, but not the columns that hold password hashes or secret references.
+-- read-only: every table, but not the columns that hold password hashes, token verifiers or secret references.
 GRANT SELECT ON platform.teams, platform.team_memberships, platform.roles, platform.permissions,
   platform.role_permissions, platform.role_grants, platform.environments, platform.services,
   platform.service_dependencies, platform.releases, platform.deployments, platform.deployment_status_transitions,
   platform.deployment_status_history, platform.configurations, platform.deployment_configurations,
   platform.audit_logs, platform.metrics, platform.metric_series, platform.metric_samples,
   platform.metric_samples_quarantine, platform.partition_retention, platform.approval_rules,
-  platform.deployment_approval_requirements, platform.deployment_approvals TO platform_readonly;
-GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at) ON platform.users
+  platform.deployment_approval_requirements, platform.deployment_approvals, platform.api_token_scopes
   TO platform_readonly;
+GRANT SELECT (id, email, display_name, deactivated_at, created_at, updated_at, kind, owner_team_id) ON platform.users
+  TO platform_readonly;
+GRANT SELECT (id, user_id, name, selector, service_id, environment_id, expires_at, revoked_at, rotated_from_id,
+  created_by, last_used_at, last_used_addr, created_at, updated_at) ON platform.api_tokens TO platform_readonly;
 GRANT SELECT (configuration_id, version, kind, value, created_by, created_at) ON platform.configuration_versions
   TO platform_readonly;
 

@@ -145,11 +145,14 @@ def _redundant_indexes(schema: Schema, t: Table) -> Iterator[Finding]:
             yield Finding("L006", f"{t.name}.{ix.name}", f"redundant with {other.name}")
 
 
-@rule("L007", "no nullable column in a unique index unless NULLS NOT DISTINCT")
+@rule("L007", "no nullable column in a unique index unless NULLS NOT DISTINCT (or the index excludes its NULLs)")
 def _nullable_unique(schema: Schema, t: Table) -> Iterator[Finding]:
     for ix in t.indexes:
         if ix.unique and not ix.nulls_not_distinct:
-            nullable = [c for c in ix.columns if (col := t.column(c)) is not None and not col.not_null]
+            # A partial index WHERE <col> IS NOT NULL holds no NULL of that column: nothing to collide.
+            excluded = {c for c in ix.columns if ix.predicate and f"({c} IS NOT NULL)" in ix.predicate}
+            nullable = [c for c in ix.columns
+                        if (col := t.column(c)) is not None and not col.not_null and c not in excluded]  # fmt: skip
             if nullable:
                 message = f"nullable {', '.join(nullable)} in a unique index: NULLs never collide"
                 yield Finding("L007", f"{t.name}.{ix.name}", message)
@@ -264,10 +267,9 @@ def _audited(schema: Schema, t: Table) -> Iterator[Finding]:
     audit = [tr for tr in t.triggers if tr.function == "audit_capture"]
     if not audit:
         yield Finding("L019", t.name, "no audit trigger: its changes leave no audit_logs row")
-    elif not any(
-        tr.timing == "AFTER" and set(_AUDITED_EVENTS) <= set(tr.events) and "FOR EACH ROW" in tr.definition
-        for tr in audit
-    ):
+    elif not set(_AUDITED_EVENTS) <= {  # one trigger, or one per event (a WHEN clause may skip some updates)
+        event for tr in audit if tr.timing == "AFTER" and "FOR EACH ROW" in tr.definition for event in tr.events
+    }:
         yield Finding("L019", t.name, "audit trigger must be AFTER INSERT OR UPDATE OR DELETE ... FOR EACH ROW")
 
 

@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy.engine import URL
 
-from platformdb import migrate
+from platformdb import migrate, tokens
 from platformdb.actor import set_actor
 from platformdb.db import connect
 from platformdb.queries.delivery import ROLLOUT_BLOCKERS, RUNNING_IN_ENVIRONMENT
@@ -48,8 +48,12 @@ ROLES = {
     "deployer": ["service:read", "deployment:create", "configuration:read"],
     "service-owner": ["service:read", "service:write", "deployment:create", "deployment:approve",
                       "configuration:read", "configuration:write", "secret:read"],
-    "admin": PERMISSIONS,
+    "admin": [*PERMISSIONS, "role:grant", "token:issue"],
 }  # fmt: skip
+WELL_KNOWN = ["role:grant", "token:issue"]
+"""Permissions the schema inserts itself (revision 0030)."""
+CI_BOT = "ci-bot@example.com"
+"""The demo's CI service account: owned by platform-core, registers releases through an API token."""
 # (service, team, tier, description, depends on)
 SERVICES = [
     ("api-gateway", "platform-core", 1, "Routes and authenticates external traffic.", ["identity", "catalog"]),
@@ -122,6 +126,8 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     set_actor(conn, alice, actor_name="Alice Admin", request_id="demo-load")
 
     perm = {name: _insert(conn, "permissions", name=name) for name in PERMISSIONS}
+    # The permissions the database's own rules name exist already (revision 0030): the admin holds them too.
+    perm |= dict(conn.execute("SELECT name, id FROM platform.permissions WHERE name = ANY(%s)", (WELL_KNOWN,)))
     role = {}
     for name, perms in ROLES.items():
         role[name] = _insert(conn, "roles", name=name)
@@ -149,6 +155,14 @@ def _load(conn: psycopg.Connection[Any]) -> None:
     ]:
         _insert(conn, "role_grants", user_id=user[email], role_id=role[role_name], granted_by=alice,
                 service_id=service.get(svc or ""), environment_id=env.get(env_name or ""))  # fmt: skip
+    # A team grant: every member of storefront may view everything.
+    _insert(conn, "role_grants", team_id=team["storefront"], role_id=role["viewer"], granted_by=alice)
+    # CI: a service account of platform-core (no password), which may deploy anywhere, with one API token.
+    ci_bot = _insert(conn, "users", email=CI_BOT, display_name="CI bot", kind="service_account",
+                     owner_team_id=team["platform-core"])  # fmt: skip
+    _insert(conn, "role_grants", user_id=ci_bot, role_id=role["deployer"], granted_by=alice)
+    ci_token = tokens.issue(conn, owner=CI_BOT, name="ci-releases", scopes=["deployment:create"],
+                            issued_by="alice@example.com", days=90)  # fmt: skip
 
     # Configuration: service-wide defaults, production overrides, secrets by reference only.
     def version(configuration: Any, **values: Any) -> None:
@@ -194,6 +208,16 @@ def _load(conn: psycopg.Connection[Any]) -> None:
                 _set_status(conn, dep, "in_progress", started_at=started)
                 if outcome:
                     _set_status(conn, dep, outcome, deployed_at=started + dt.timedelta(minutes=rng.randint(3, 20)))
+
+    # CI registers a release through its token: verified (scopes intersected with the bot's grants), then the
+    # bot is the actor of the write and the release's creator.
+    principal = tokens.verify(conn, ci_token.token, "deployment:create", service["api-gateway"], env["production"])
+    assert isinstance(principal, tokens.Principal), principal
+    set_actor(conn, principal.user_id, request_id="demo-ci")
+    built = now - dt.timedelta(hours=1)
+    _insert(conn, "releases", service_id=service["api-gateway"], version="2.0.0", commit_sha=_sha("api-gateway", "2"),
+            artifact_digest=_digest("api-gateway", "2"), created_by=principal.user_id, created_at=built)  # fmt: skip
+    set_actor(conn, alice, actor_name="Alice Admin", request_id="demo-load")
 
     # A production rollback: ledger's newest release misbehaved, the previous one goes back out.
     ledger, prod = service["ledger"], env["production"]

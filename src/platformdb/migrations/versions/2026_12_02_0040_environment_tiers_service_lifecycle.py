@@ -20,7 +20,7 @@ Locks: ADD COLUMN without a default and ADD CONSTRAINT ... NOT VALID are catalog
        (pre-deploy): v1 code keeps writing is_production only.
 
 Revision ID: 0040
-Revises: 0028
+Revises: 0032
 Create Date: 2026-12-02
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0040"
-down_revision: str | Sequence[str] | None = "0028"
+down_revision: str | Sequence[str] | None = "0032"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

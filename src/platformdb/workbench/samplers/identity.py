@@ -20,8 +20,25 @@ def _may_user_do_params(s: Sampler) -> dict[str, Any]:
     return {"user_id": grant["user_id"], "permission": permission, "service_id": service, "environment_id": environment}
 
 
+def _token_check_params(s: Sampler) -> dict[str, Any]:
+    token = s.row(sample("id, selector, service_id, environment_id", "platform.api_tokens"))
+    permission = s.one(
+        "SELECT p.name FROM platform.api_token_scopes ts JOIN platform.permissions p ON p.id = ts.permission_id"
+        " WHERE ts.token_id = %(token)s ORDER BY p.name LIMIT 1",
+        {"token": token["id"]},
+    )
+    service = token["service_id"] or s.row(sample("id", "platform.services"))["id"]
+    environment = token["environment_id"] or s.row(sample("id", "platform.environments"))["id"]
+    # The secret of a seeded token is nobody's: the check runs the lookup and the comparison, and refuses.
+    verifier = bytes(s.rng.getrandbits(8) for _ in range(32))
+    return {"selector": token["selector"], "verifier": verifier, "permission": permission["name"],
+            "service_id": service, "environment_id": environment}  # fmt: skip
+
+
 SAMPLERS: dict[str, Draw] = {
     "identity.login_by_email": _login_params,
     "identity.may_user_do": _may_user_do_params,
     "identity.teams_of_user": lambda s: s.row(sample("user_id", "platform.team_memberships", key="user_id")),
+    "identity.verify_api_token": _token_check_params,
+    "identity.tokens_of_user": lambda s: s.row(sample("user_id", "platform.api_tokens", key="user_id")),
 }

@@ -12,7 +12,19 @@ from platformdb.workbench.seed.catalog import Environment, Service, ServiceDepen
 from platformdb.workbench.seed.configuration import Configuration
 from platformdb.workbench.seed.delivery import ApprovalRule
 from platformdb.workbench.seed.history import Event, History
-from platformdb.workbench.seed.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
+from platformdb.workbench.seed.identity import (
+    ApiToken,
+    ApiTokenScope,
+    Permission,
+    Role,
+    RoleGrant,
+    RolePermission,
+    ServiceAccount,
+    Team,
+    TeamGrant,
+    TeamMembership,
+    User,
+)
 from platformdb.workbench.seed.monitoring import Metric, Series
 
 
@@ -40,6 +52,10 @@ class Dataset:
     events: list[Event] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
+    service_accounts: list[ServiceAccount] = field(default_factory=list)
+    tokens: list[ApiToken] = field(default_factory=list)
+    token_scopes: list[ApiTokenScope] = field(default_factory=list)
+    team_grants: list[TeamGrant] = field(default_factory=list)
 
     def samples_expected(self) -> int:
         return sum(s.count() for s in self.series)
@@ -73,6 +89,7 @@ def generate(scale: int, seed: int, now: dt.datetime) -> Dataset:
     history = History(now)  # configuration first: events at the same time replay in the order generated
     configurations = configuration.configurations(run, services.profiles, env_ids, people, history)
     rollouts = delivery.rollouts(run, services.profiles, env_ids, people, history)
+    made = identity.tokens(run, access, people)
     return Dataset(
         scale, seed, now,
         environments=_in_creation_order(environments), teams=_in_creation_order(people.teams),
@@ -84,4 +101,6 @@ def generate(scale: int, seed: int, now: dt.datetime) -> Dataset:
         approval_rules=delivery.approval_rules(run, env_ids, {p.name: p.id for p in access.permissions}),
         metrics=_in_creation_order(monitoring.metrics(run)),
         series=_in_creation_order(monitoring.series(run, services.profiles, rollouts, env_ids)),
+        service_accounts=_in_creation_order(made.service_accounts), tokens=_in_creation_order(made.tokens),
+        token_scopes=_in_creation_order(made.scopes), team_grants=_in_creation_order(made.team_grants),
     )  # fmt: skip

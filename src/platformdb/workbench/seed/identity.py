@@ -289,3 +289,102 @@ def grants(
     for user in rng.sample(active, max(1, len(active) // 50)):
         made.grant(user, "auditor")
     return made.rows
+
+
+# --- service accounts and API tokens (revision 0030) -------------------------------------------------------
+
+
+class ServiceAccount(NamedTuple):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    kind: str
+    owner_team_id: uuid.UUID
+    created_at: dt.datetime
+
+
+class TeamGrant(NamedTuple):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    role_id: uuid.UUID
+    created_at: dt.datetime
+
+
+class ApiToken(NamedTuple):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    selector: str
+    verifier: bytes
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    created_by: uuid.UUID | None
+    last_used_at: dt.datetime | None
+    rotated_from_id: uuid.UUID | None
+    created_at: dt.datetime
+
+
+class ApiTokenScope(NamedTuple):
+    token_id: uuid.UUID
+    permission_id: uuid.UUID
+    created_at: dt.datetime
+
+
+@dataclass
+class Tokens:
+    service_accounts: list[ServiceAccount] = field(default_factory=list)
+    tokens: list[ApiToken] = field(default_factory=list)
+    scopes: list[ApiTokenScope] = field(default_factory=list)
+    team_grants: list[TeamGrant] = field(default_factory=list)
+
+
+_SELECTOR = "abcdefghijklmnopqrstuvwxyz0123456789"
+TOKEN_SCOPES = ["service:read", "deployment:create", "deployment:rollback", "configuration:read"]
+
+
+def tokens(run: Run, access: Access, people: People) -> Tokens:
+    """A CI service account per team (every third team), each with a few tokens, and personal tokens of most
+    active people: mostly live, some revoked or expired; verifiers of secrets nobody knows. Its own random stream,
+    so the other parts of the data set do not move."""
+    rng = run.rng("tokens")
+    found = Tokens()
+    permission_ids = {p.name: p.id for p in access.permissions}
+    viewer = access.role_ids()["viewer"]
+    for team in people.teams[1::4]:  # some teams hold a role as a team (what their members may do)
+        created = team.created_at + dt.timedelta(days=1)
+        found.team_grants.append(TeamGrant(uuid7(created, rng), team.id, viewer, created))
+    owners: list[tuple[uuid.UUID, uuid.UUID | None]] = []
+    for team in people.teams[::3]:
+        created = team.created_at + dt.timedelta(hours=1)
+        account = ServiceAccount(uuid7(created, rng), f"ci-{team.name}@bots.example.com", f"CI {team.name}",
+                                 "service_account", team.id, created)  # fmt: skip
+        found.service_accounts.append(account)
+        owners += [(account.id, rng.choice(people.admins))] * rng.randint(1, 3)
+    active = people.active_users()
+    for user in active:  # personal tokens (CLI, scripts): most people have one or a few, rotated over time
+        if rng.random() < 0.6:
+            owners += [(user, user)] * rng.randint(1, 4)
+    for i, (owner, issuer) in enumerate(owners):  # each slot: a chain of rotations up to now
+        lifetime = dt.timedelta(days=rng.choice([30, 90, 365]))
+        created = run.ago(rng, 1, 300)
+        scopes = rng.sample(TOKEN_SCOPES, rng.randint(1, len(TOKEN_SCOPES)))
+        previous: uuid.UUID | None = None
+        for link in range(20):
+            successor_at = created + lifetime - dt.timedelta(days=rng.randint(1, 5))
+            rotated = successor_at < run.now and rng.random() < 0.9
+            revoked = successor_at if rotated else None
+            if not rotated and rng.random() < 0.05:
+                revoked = created + (run.now - created) * rng.uniform(0.1, 0.9)
+            used = (
+                created + (min(run.now, successor_at) - created) * rng.uniform(0.5, 1.0) if rng.random() < 0.8 else None
+            )
+            selector = "".join(rng.choice(_SELECTOR) for _ in range(16))
+            verifier = hashlib.sha256(f"{run.seed}:{i}:{link}:{rng.random()}".encode()).digest()
+            token = ApiToken(uuid7(created, rng), owner, f"token-{i}", selector, verifier, created + lifetime, revoked,
+                             issuer, used, previous, created)  # fmt: skip
+            found.tokens.append(token)
+            found.scopes += [ApiTokenScope(token.id, permission_ids[name], created) for name in scopes]
+            if not rotated:
+                break
+            previous, created = token.id, successor_at
+    return found

@@ -37,7 +37,19 @@ from platformdb.workbench.seed.configuration import Configuration
 from platformdb.workbench.seed.dataset import Dataset
 from platformdb.workbench.seed.delivery import ApprovalRule
 from platformdb.workbench.seed.history import Event
-from platformdb.workbench.seed.identity import Permission, Role, RoleGrant, RolePermission, Team, TeamMembership, User
+from platformdb.workbench.seed.identity import (
+    ApiToken,
+    ApiTokenScope,
+    Permission,
+    Role,
+    RoleGrant,
+    RolePermission,
+    ServiceAccount,
+    Team,
+    TeamGrant,
+    TeamMembership,
+    User,
+)
 from platformdb.workbench.seed.monitoring import SAMPLE_COLUMNS, Metric, MetricSeries, Timestamps, sample_lines
 
 REPLAY_CHUNK = 400
@@ -138,6 +150,10 @@ def _copies(d: Dataset) -> list[_Copy]:
         _Copy("service_dependencies", ServiceDependency, d.dependencies, "service-catalog-sync"),
         _Copy("role_grants", RoleGrant, d.grants, "access-review"),
         _Copy("approval_rules", ApprovalRule, d.approval_rules, "access-review"),
+        _Copy("role_grants", TeamGrant, d.team_grants, "access-review"),
+        _Copy("users", ServiceAccount, d.service_accounts, "scim-provisioning"),
+        _Copy("api_tokens", ApiToken, d.tokens, "platformdb tokens"),
+        _Copy("api_token_scopes", ApiTokenScope, d.token_scopes, "platformdb tokens"),
         _Copy("configurations", Configuration, d.configurations, "config-sync"),
         _Copy("metrics", Metric, d.metrics, "metrics-registry"),
     ]
