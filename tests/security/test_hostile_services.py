@@ -704,8 +704,13 @@ WRITES_UNDER_SNAPSHOT = 5000
 COST_GROWTH_ALLOWED = 20  # buffers: an index level more on each of the ~8 indexes touched, and then some
 
 
-def write_cost(lab: Lab, label: str) -> dict[str, int]:
+def write_cost(lab: Lab, label: str, avoid_lane: int | None = None) -> dict[str, int]:
+    """Buffers one audited write reads, by relation; from a backend whose first lane probe is not
+    ``avoid_lane`` (a writer starts probing at ``pg_backend_pid() % 16``)."""
     writer = lab.connect(label)
+    while avoid_lane is not None and writer.pid % 16 == avoid_lane:
+        writer.conn.close()
+        writer = lab.connect(label)
     audited_write(writer, None)
     cost = {str(name): int(n) for name, n in writer.sql(BLOCKS_FETCHED)}
     writer.conn.rollback()
@@ -715,7 +720,11 @@ def write_cost(lab: Lab, label: str) -> dict[str, int]:
 
 def test_an_idle_snapshot_does_not_make_audited_writes_read_more(lab: Lab) -> None:
     """With a REPEATABLE READ transaction holding its snapshot (a backup, a report; idle), 5,000 audited writes
-    in separate transactions must not make the next audited write read more than a few more buffers."""
+    in separate transactions must not make the next audited write read more than a few more buffers: every
+    lookup is by key, so another lane's dead head versions are never read. (The bulk writes all take the admin
+    session's lane; a writer on that same lane does read its dead versions, one per write under the snapshot:
+    a known cost, left to the audit redesign of issue #13. Which lane the measured writer probes first follows
+    from its pid, so it is chosen off the bulk lane: the test failed 1 run in 16 before.)"""
     reader = lab.connect("snapshot-holder")
     reader.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     reader.sql("SET LOCAL idle_in_transaction_session_timeout = 0")  # a legitimate long reader, not under test
@@ -726,7 +735,8 @@ def test_an_idle_snapshot_does_not_make_audited_writes_read_more(lab: Lab) -> No
         return row.fetchone() == (True,)
 
     assert snapshot_held()
-    before = write_cost(lab, "measured-writer-before")
+    bulk_lane = lab.admin.info.backend_pid % 16
+    before = write_cost(lab, "measured-writer-before", avoid_lane=bulk_lane)
     lab.admin.execute(
         f"""DO $$ BEGIN
               FOR i IN 1..{WRITES_UNDER_SNAPSHOT} LOOP
@@ -735,7 +745,7 @@ def test_an_idle_snapshot_does_not_make_audited_writes_read_more(lab: Lab) -> No
               END LOOP;
             END $$"""
     )
-    after = write_cost(lab, "measured-writer-after")
+    after = write_cost(lab, "measured-writer-after", avoid_lane=bulk_lane)
     assert snapshot_held(), "the snapshot was not held throughout"
     growth = sum(after.values()) - sum(before.values())
     assert growth <= COST_GROWTH_ALLOWED, (
