@@ -61,13 +61,13 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0025": {"partition_retention"},
     "0027": set(),
     "0028": set(),
+    "0030": {"api_tokens", "api_token_scopes"},
+    "0031": set(),
+    "0032": set(),
     "0040": set(),
     "0041": set(),
     "0042": {"approval_rules", "deployment_approval_requirements", "deployment_approvals"},
     "0050": {"freeze_schedules", "freeze_periods", "freeze_overrides", "environment_promotions", "promotion_overrides"},
-    "0030": {"api_tokens", "api_token_scopes"},
-    "0031": set(),
-    "0032": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 
