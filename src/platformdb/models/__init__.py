@@ -37,9 +37,9 @@ from platformdb.models.monitoring import Metric, MetricSample, MetricSeries, Par
 
 __all__ = [
     "SCHEMA",
-    "ApprovalRule",
     "ApiToken",
     "ApiTokenScope",
+    "ApprovalRule",
     "AuditChain",
     "AuditLog",
     "Base",
