@@ -134,3 +134,38 @@ def test_downgrade_with_data_restores_the_previous_schema_exactly(server: Server
     with psycopg.connect(libpq_dsn(empty_db)) as conn:
         after: dict[str, Any] = row_counts(conn)
     assert after == before, "the round trip lost or added rows"
+
+
+def test_grants_need_their_granter_once_the_contract_step_is_taken(empty_db: URL) -> None:
+    """trg_role_grants_granter_required is the one v0.2 write it refuses (a service's grant naming no granter), so
+    on a database that already holds grants revision 0030 adds it disabled (expand); the owner's
+    `ALTER TABLE platform.role_grants ENABLE TRIGGER trg_role_grants_granter_required`, once every identity service
+    sends granted_by, is the contract step. A database without grants has it enabled from the start."""
+    seeded_at(empty_db, PREVIOUS_RELEASE)
+    migrate.upgrade(empty_db, "head")
+    grant = f"""INSERT INTO platform.role_grants (user_id, role_id, environment_id)
+                SELECT '{USER}', r.id, '{ENV}' FROM platform.roles r WHERE r.name = 'service-owner'"""
+    with psycopg.connect(libpq_dsn(empty_db)) as conn:
+        state = conn.execute(
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'trg_role_grants_granter_required'"
+        ).fetchone()
+        assert state == ("D",), "expand: the rule waits for the contract step on a database in use"
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL ROLE platform_identity")
+            conn.execute(grant)  # a v0.2 identity service, as it wrote
+        conn.execute("ALTER TABLE platform.role_grants ENABLE TRIGGER trg_role_grants_granter_required")
+        conn.commit()
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL ROLE platform_identity")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+                conn.execute(grant)
+        assert refused.value.diag.constraint_name == "trg_role_grants_granter_required"
+
+
+def test_a_new_database_requires_the_granter_from_the_start(empty_db: URL) -> None:
+    migrate.upgrade(empty_db, "head")
+    with psycopg.connect(libpq_dsn(empty_db)) as conn:
+        state = conn.execute(
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = 'trg_role_grants_granter_required'"
+        ).fetchone()
+    assert state == ("O",)

@@ -22,8 +22,12 @@ Locks: ADD COLUMN (no default, or a constant one: no rewrite), DROP NOT NULL and
        this transaction (reference data, no audit row; no other session sees the trigger off): SHARE ROW
        EXCLUSIVE on permissions until the commit. The indexes on existing tables are built CONCURRENTLY by revision 0031. Runs before
        the code that uses it (pre-deploy): v1 writers keep working (they always send user_id and a password
-       hash, and kind defaults to human), except a grant written by a service role without a granter, or by
-       a granter who does not hold what they grant: that is the defect this revision closes.
+       hash, and kind defaults to human), except a grant by a granter who does not hold what they grant: the
+       defect this revision closes. A grant written without a granter (as every v0.2 identity service writes
+       them) is refused by trg_role_grants_granter_required, which on a database that already holds grants is
+       created DISABLED (expand); the contract step, once every identity service sends granted_by, is the
+       owner's ALTER TABLE platform.role_grants ENABLE TRIGGER trg_role_grants_granter_required. A database
+       without grants (a new one) has it enabled from the start.
 
 Revision ID: 0030
 Revises: 0028
@@ -54,6 +58,12 @@ def upgrade() -> None:
     )
     op.execute(DDL)
     op.execute(RULES)
+    # Expand/contract: on a database that already holds grants, v0.2 identity services write them without a
+    # granter; the rule waits, disabled, for the owner's contract step (ENABLE TRIGGER) once they send one.
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT FROM platform.role_grants) THEN"
+        " ALTER TABLE platform.role_grants DISABLE TRIGGER trg_role_grants_granter_required; END IF; END $$"
+    )
     for function in ("team_no_cycle()", "role_grant_no_escalation()", "api_token_issuer()", "api_token_rotation()",
                      "api_token_scope_at_issue()", "revoke_api_token(text)",
                      "verify_api_token(text, bytea, text, uuid, uuid)"):  # fmt: skip
@@ -84,6 +94,17 @@ $$"""
     op.execute("DROP FUNCTION platform.revoke_api_token(text)")
     op.execute("DROP TABLE platform.api_token_scopes")
     op.execute("DROP TABLE platform.api_tokens")
+    # The well-known permissions this revision wrote (its own description, nothing holding them), without an
+    # audit row, as they came: downgrade restores the rows of before.
+    op.execute(
+        """ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
+DELETE FROM platform.permissions p
+ WHERE (p.name, p.description) IN (
+         ('role:grant', 'Grant roles to users and teams, within the scope held (and only roles whose permissions are held there).'),
+         ('token:issue', 'Issue API tokens for other principals (service accounts), within the scope held.'))
+   AND NOT EXISTS (SELECT FROM platform.role_permissions rp WHERE rp.permission_id = p.id);
+ALTER TABLE platform.permissions ENABLE TRIGGER trg_permissions_audit"""
+    )
     op.execute("DROP FUNCTION platform.api_token_scope_at_issue()")
     op.execute("DROP FUNCTION platform.api_token_rotation()")
     op.execute("DROP FUNCTION platform.api_token_issuer()")
