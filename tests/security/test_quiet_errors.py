@@ -60,7 +60,8 @@ def test_rejected_writes_show_no_secret_hash_or_email_in_the_error_or_the_server
     )
     cases: list[tuple[str, psycopg.Connection[Any], str, tuple[Any, ...], str, str | None]] = [
         ("a user without an address", identity, insert_user, (None, NAME, HASH), "23502", None),
-        ("a user without a hash", identity, insert_user, (EMAIL, NAME, None), "23502", None),
+        # A human needs a password hash (0030 made the column nullable for service accounts): the CHECK says so.
+        ("a user without a hash", identity, insert_user, (EMAIL, NAME, None), "23514", "ck_users_password_by_kind"),
         ("a user without a name", identity, insert_user, (EMAIL, None, HASH), "23502", None),
         ("a taken address", identity, insert_user, (EMAIL, NAME, HASH), "23505", "uq_users_email_lower"),
         ("a CHECK", identity, insert_user, (EMAIL, NAME, "plain-" + HASH), "23514", "ck_users_password_hash_format"),
