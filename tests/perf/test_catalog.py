@@ -25,6 +25,8 @@ SERVED_BY_KEY = {
     "monitoring.series_buckets_1h": "pk_metric_samples",
     "monitoring.series_buckets_24h": "pk_metric_samples",
     "monitoring.latest_values_of_service": "pk_metric_samples",
+    "delivery.rollout_blockers": "pk_deployments",
+    "identity.verify_api_token": "uq_api_tokens_selector",
 }
 """Queries served by a primary key or unique constraint, whose index has no COMMENT of its own to name them."""
 

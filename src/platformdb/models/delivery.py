@@ -107,7 +107,10 @@ class Deployment(Timestamps, Base):
             "ix_deployments_created_at_active",
             "created_at",
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
-            info={"serves": "delivery.active_deployments (the active rollouts, oldest first)"},
+            info={
+                "serves": "delivery.active_deployments (the active rollouts, oldest first); "
+                "delivery.pending_approvals_of_approver (the pending rollouts)"
+            },
         ),
         Index(
             "ix_deployments_service_id_created_at",

@@ -56,16 +56,24 @@ DEPLOYMENT_TRIGGERS = (
 )
 
 
+ACTIVE_INDEX_SERVES = "delivery.active_deployments (the active rollouts, oldest first)"
+
+
 def upgrade() -> None:
     op.execute("-- squawk-ignore-file prefer-bigint-over-smallint -- approvals are 1 to 10 and tiers 1 to 4 by CHECK")
     op.execute(TABLES)
     op.execute(DELIVERY)
+    op.execute(
+        "COMMENT ON INDEX platform.ix_deployments_created_at_active IS"
+        f" 'Serves: {ACTIVE_INDEX_SERVES}; delivery.pending_approvals_of_approver (the pending rollouts)'"
+    )
     for function in FUNCTIONS:
         op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
     op.execute(GRANTS)
 
 
 def downgrade() -> None:
+    op.execute(f"COMMENT ON INDEX platform.ix_deployments_created_at_active IS 'Serves: {ACTIVE_INDEX_SERVES}'")
     op.execute("REVOKE SELECT ON platform.permissions FROM platform_delivery")
     for trigger in reversed(DEPLOYMENT_TRIGGERS):
         op.execute(f"DROP TRIGGER {trigger} ON platform.deployments")
