@@ -73,11 +73,9 @@ def _param_table(query: Query) -> str:
 
 
 def _load_params(conn: psycopg.Connection[Any], dsn: str, query: Query, rng: random.Random) -> bool:
-    """Fill ``bench_params.<query>`` with drawn parameter sets (as text: the prepared statement types them);
-    False when a draw has a NULL parameter, which ``\\gset`` cannot carry."""
+    """Fill ``bench_params.<query>`` with drawn parameter sets (as text: the prepared statement types them; a
+    NULL stays NULL, which ``\\gset`` carries as a NULL variable)."""
     draws = draw_params(dsn, query, PARAM_ROWS, rng)
-    if any(v is None for d in draws for v in d.values()):
-        return False
     table = sql.Identifier("bench_params", _param_table(query))
     columns = [sql.Identifier(p) for p in query.param_names]
     conn.execute(
@@ -87,11 +85,13 @@ def _load_params(conn: psycopg.Connection[Any], dsn: str, query: Query, rng: ran
     )
     with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy:
         for i, d in enumerate(draws, 1):
-            copy.write_row([i, *(_text(d[p]) for p in query.param_names)])
+            copy.write_row([i, *(None if d[p] is None else _text(d[p]) for p in query.param_names)])
     return True
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()  # bytea's hex input form
     if isinstance(value, (list, tuple)):
         return "{" + ",".join(str(v) for v in value) + "}"
     return str(value)
@@ -115,8 +115,11 @@ def _write_scripts(conn: psycopg.Connection[Any], rng: random.Random) -> list[Sc
     for one service's rollout slot or one key's numbering."""
     targets = conn.execute(
         """SELECT r.service_id::text, r.version, e.id::text
-             FROM platform.releases r CROSS JOIN LATERAL (
-                  SELECT id FROM platform.environments ORDER BY id OFFSET 0 LIMIT 1) e
+             FROM platform.releases r CROSS JOIN LATERAL (  -- an environment no approval or promotion step guards
+                  SELECT x.id FROM platform.environments x
+                   WHERE NOT EXISTS (SELECT FROM platform.approval_rules a WHERE a.environment_id = x.id)
+                     AND NOT EXISTS (SELECT FROM platform.environment_promotions p WHERE p.to_environment_id = x.id)
+                   ORDER BY x.id OFFSET 0 LIMIT 1) e
             WHERE NOT EXISTS (SELECT FROM platform.deployments d
                                WHERE d.service_id = r.service_id AND d.environment_id = e.id
                                  AND d.status IN ('pending', 'in_progress'))
