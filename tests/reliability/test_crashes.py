@@ -57,7 +57,7 @@ def built_concurrently(rev: str) -> set[str]:
     resuming to head)."""
     down = REVISIONS[REVISIONS.index(rev) - 1] if REVISIONS.index(rev) else "base"
     sql = migrate.offline_sql(down, rev)
-    return set(re.findall(r"CREATE INDEX CONCURRENTLY (?:IF NOT EXISTS )?(\w+)", sql)) | set(
+    return set(re.findall(r"CREATE (?:UNIQUE )?INDEX CONCURRENTLY (?:IF NOT EXISTS )?(\w+)", sql)) | set(
         re.findall(r"VALIDATE CONSTRAINT (\w+)", sql)
     )
 

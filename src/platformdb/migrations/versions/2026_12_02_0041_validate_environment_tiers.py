@@ -38,9 +38,11 @@ def upgrade() -> None:
         "-- squawk-ignore-file ban-drop-constraint -- ck_environments_tier_not_null only proves SET NOT NULL without"
         " a scan; the column's NOT NULL keeps the guarantee"
     )
+    # Idempotent: it commits before the validations below, so a crash there leaves it behind at 0040.
     op.execute(
-        "ALTER TABLE platform.environments ADD CONSTRAINT ck_environments_tier_not_null"
-        " CHECK (tier IS NOT NULL) NOT VALID"
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conname = 'ck_environments_tier_not_null'"
+        " AND conrelid = 'platform.environments'::regclass) THEN ALTER TABLE platform.environments ADD CONSTRAINT"
+        " ck_environments_tier_not_null CHECK (tier IS NOT NULL) NOT VALID; END IF; END $$"
     )
     with op.get_context().autocommit_block():
         for name, _ in CHECKS:
