@@ -408,6 +408,15 @@ def test_demo_loads_once_and_summarizes(db: URL) -> None:
     assert count_rows(db, "deployments") == deployments
 
 
+def test_demo_reset_never_drops_a_database_given_by_url(db: URL) -> None:
+    url = libpq_dsn(db)
+    assert_ok(run("--database-url", url, "demo"))
+    deployments = count_rows(db, "deployments")
+    assert_one_line_error(run("--database-url", url, "demo", "--reset"), "embedded server's database only")
+    assert_one_line_error(run("demo", "--reset", env={ENV_URL: url}), "embedded server's database only")
+    assert count_rows(db, "deployments") == deployments
+
+
 # --- the URL forms users paste -------------------------------------------------------------------------
 URL_FORMS: dict[str, Callable[[str], str]] = {
     # What the test cluster gives: postgresql://postgres@/DB?host=/socket/dir&port=5432

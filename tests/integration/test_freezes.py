@@ -44,7 +44,7 @@ def status(conn: psycopg.Connection[Any], deployment: uuid.UUID) -> str:
 def blockers(conn: psycopg.Connection[Any], deployment: uuid.UUID) -> list[tuple[str, str]]:
     return [
         (str(b), str(d))
-        for b, d in conn.execute("SELECT * FROM platform.rollout_freeze_blockers(%s) ORDER BY 1, 2", (deployment,))
+        for b, d in conn.execute("SELECT * FROM platform.rollout_blockers(%s) ORDER BY 1, 2", (deployment,))
     ]
 
 
@@ -509,7 +509,7 @@ def test_deployments_promoted_exempts_rollbacks_and_break_glass(conn: psycopg.Co
 
 
 # --- what blocks a rollout -----------------------------------------------------------------------------------------
-def test_rollout_freeze_blockers_lists_freezes_and_promotion(conn: psycopg.Connection[Any], make: Make) -> None:
+def test_rollout_blockers_lists_freezes_and_promotion(conn: psycopg.Connection[Any], make: Make) -> None:
     staging, prod = make.environment(name="staging-x"), make.environment()
     promote(make, staging, prod)
     service = make.service()
@@ -524,6 +524,28 @@ def test_rollout_freeze_blockers_lists_freezes_and_promotion(conn: psycopg.Conne
         assert len(blockers(conn, deployment)) == 2
     make.set_status(deployment, "cancelled")
     assert blockers(conn, deployment) == []  # only a pending rollout is held back
+
+
+def test_rollout_blockers_answer_approvals_freezes_and_promotion_at_once(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    """One function says everything that holds a pending rollout back, whichever revision added the rule."""
+    staging, prod = make.environment(name="staging-y"), make.environment(tier="production")
+    promote(make, staging, prod)
+    service = make.service()
+    make.release(service, "1.0.0")
+    rule = make.approval_rule(prod, required_approvals=1)
+    deployer = make.holder("deployment:create", service_id=service, environment_id=prod)
+    make.freeze(environment_id=prod, reason="Quarter close")
+    deployment = make.insert("deployments", service_id=service, version="1.0.0", environment_id=prod,
+                             deployed_by=deployer)  # fmt: skip
+    got = blockers(conn, deployment)
+    assert [b for b, _ in got] == ["approvals_missing", "freeze", "promotion"]
+    assert got[0][1].startswith(f"rule {rule}: 0 of 1")
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        start(conn, deployment)
+    assert refused.value.diag.constraint_name in {"trg_deployments_approved", "trg_deployments_not_frozen",
+                                                  "trg_deployments_promoted"}  # fmt: skip
 
 
 # --- the delivery service's own role -------------------------------------------------------------------------------
@@ -618,7 +640,8 @@ def test_demo_shows_a_freeze_and_the_promotion_path_holding_a_rollout_back(db: A
     console = Console(width=200, record=True)
     console.print(demo.summary(db, freshly_loaded=True))
     text = console.export_text()
-    assert "What holds pending rollouts back" in text
+    assert "What blocks the open rollouts (delivery.rollout_blockers)" in text
+    assert "approvals_missing" in text
     assert "payments 2.0.0 -> production" in text
     assert "Card network migration" in text
     assert "has not succeeded in environment development" in text

@@ -5,21 +5,34 @@ from __future__ import annotations
 import sys
 
 import click
+from psycopg import sql
 
+from platformdb import migrate
 from platformdb.cli.app import cli, console, database_url
-from platformdb.db import DEFAULT_DATABASE
+from platformdb.db import DEFAULT_DATABASE, connect, given_url, parse_url
 from platformdb.errors import UserError
 from platformdb.workbench import demo, seed
 from platformdb.workbench.server import PORT, configure_listen, embedded_cluster, embedded_url, tcp_password
 
 
 @cli.command("demo")
+@click.option("--reset", is_flag=True, help="Drop the embedded server's database first and load afresh (at head). "
+              "Only the embedded server's: a database given by URL is never dropped.")  # fmt: skip
 @click.pass_context
-def demo_command(ctx: click.Context) -> None:
+def demo_command(ctx: click.Context, reset: bool) -> None:
     """Load the small demo data set (idempotent) and summarize the database."""
+    if reset:
+        if given_url(ctx.ensure_object(dict).get("raw_url")) is not None:
+            raise UserError("--reset drops the embedded server's database only; drop a database you named yourself")
+        cluster = embedded_cluster()
+        cluster.start()
+        with connect(parse_url(cluster.url("postgres")), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEFAULT_DATABASE)))
+        url = database_url(ctx)
+        migrate.upgrade(url)
     url = database_url(ctx)
     loaded = demo.load(url)
-    console.print(demo.summary(url, freshly_loaded=loaded))
+    console.print(demo.summary(url, freshly_loaded=loaded), soft_wrap=False)  # wrap inside the panel
 
 
 @cli.command("seed")

@@ -500,27 +500,6 @@ END
 $$;
 COMMENT ON FUNCTION platform.deployment_promotion_guard() IS 'BEFORE UPDATE trigger of deployments: refuses entering in_progress unless the release succeeded in every environment preceding the target on the promotion path or a promotion override exists (SQLSTATE 23514, constraint trg_deployments_promoted); rollbacks are exempt.';
 
--- What holds a pending rollout back, freezes and promotion path: one row per freeze in force now and per
--- environment before this one where the release has not succeeded. The approvals' part is
--- platform.rollout_blockers() (same shape). SECURITY DEFINER: readers need EXECUTE, not the tables.
-CREATE FUNCTION platform.rollout_freeze_blockers(p_deployment_id uuid)
-RETURNS TABLE (blocker text, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  SELECT 'freeze', format('freeze %s until %s: %s', f.id, upper(f.during), f.reason)
-    FROM platform.deployments d,
-         platform.freezes_in_force(d.service_id, d.environment_id, clock_timestamp(), d.rollback_of_id IS NOT NULL,
-                                   d.id) f
-   WHERE d.id = p_deployment_id AND d.status = 'pending'
-  UNION ALL
-  SELECT 'promotion', format('release %s has not succeeded in environment %s (%s)', d.version, e.name, e.id)
-    FROM platform.deployments d
-   CROSS JOIN LATERAL platform.promotion_missing(d.service_id, d.version, d.environment_id) m
-    JOIN platform.environments e ON e.id = m
-   WHERE d.id = p_deployment_id AND d.status = 'pending' AND d.rollback_of_id IS NULL
-     AND NOT EXISTS (SELECT FROM platform.promotion_overrides o WHERE o.deployment_id = d.id)
-$$;
-COMMENT ON FUNCTION platform.rollout_freeze_blockers(uuid) IS 'What holds a pending rollout back besides approvals: (''freeze'', detail) per freeze in force now without an override, (''promotion'', detail) per preceding environment without a success of the release. Empty for a deployment that is not pending.';
-
 CREATE TRIGGER trg_freeze_schedules_time_zone BEFORE INSERT OR UPDATE OF time_zone ON platform.freeze_schedules
   FOR EACH ROW EXECUTE FUNCTION platform.freeze_schedule_time_zone_guard();
 CREATE TRIGGER trg_freeze_schedules_manager
@@ -778,9 +757,9 @@ CREATE TRIGGER trg_deployment_approvals_not_self BEFORE INSERT ON platform.deplo
 CREATE TRIGGER trg_deployment_approvals_approver_authorized BEFORE INSERT ON platform.deployment_approvals
   FOR EACH ROW EXECUTE FUNCTION platform.deployment_approval_authorized();
 
--- What blocks this rollout (approvals part): a row per reason a pending deployment cannot start. SECURITY
--- DEFINER: a caller needs EXECUTE, not the tables. No format() here: the catalog's plan checks run this body
--- with the query's parameters in place, and a '%s' would read as one.
+-- What blocks this rollout (approvals in revision 0042; freezes and the promotion path added in 0050): a row per
+-- reason a pending deployment cannot start. SECURITY DEFINER: a caller needs EXECUTE, not the tables. No format()
+-- here: the catalog's plan checks run this body with the query's parameters in place, and a '%s' would read as one.
 CREATE FUNCTION platform.rollout_blockers(p_deployment_id uuid)
 RETURNS TABLE (blocker text, detail text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -798,5 +777,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                          WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
                            AND a.decision = 'approved') n
    WHERE d.id = p_deployment_id AND d.status = 'pending' AND n.approved < q.required_approvals
+  UNION ALL
+  SELECT 'freeze', concat('freeze ', f.id, ' until ', upper(f.during), ': ', f.reason)
+    FROM platform.deployments d,
+         platform.freezes_in_force(d.service_id, d.environment_id, clock_timestamp(), d.rollback_of_id IS NOT NULL,
+                                   d.id) f
+   WHERE d.id = p_deployment_id AND d.status = 'pending'
+  UNION ALL
+  SELECT 'promotion', concat('release ', d.version, ' has not succeeded in environment ', e.name, ' (', e.id, ')')
+    FROM platform.deployments d
+   CROSS JOIN LATERAL platform.promotion_missing(d.service_id, d.version, d.environment_id) m
+    JOIN platform.environments e ON e.id = m
+   WHERE d.id = p_deployment_id AND d.status = 'pending' AND d.rollback_of_id IS NULL
+     AND NOT EXISTS (SELECT FROM platform.promotion_overrides o WHERE o.deployment_id = d.id)
 $$;
-COMMENT ON FUNCTION platform.rollout_blockers(uuid) IS 'What blocks this rollout (approvals): for a pending deployment, a row per rejection (blocker rejected) and per captured rule short of its approvals (blocker approvals_missing); no rows when nothing does.';
+COMMENT ON FUNCTION platform.rollout_blockers(uuid) IS 'What blocks this rollout: for a pending deployment, a row per rejection (rejected), per captured approval rule short of its approvals (approvals_missing), per freeze in force now without an override (freeze) and per environment before this one on the promotion path where the release has not succeeded (promotion); no rows when it may start.';

@@ -81,7 +81,6 @@ GRANT SELECT, INSERT ON platform.freeze_overrides, platform.promotion_overrides 
 GRANT SELECT, INSERT, DELETE ON platform.environment_promotions TO platform_delivery;
 GRANT EXECUTE ON FUNCTION platform.freezes_in_force(uuid, uuid, timestamptz, boolean, uuid),
   platform.promotion_missing(uuid, text, uuid) TO platform_delivery;
-GRANT EXECUTE ON FUNCTION platform.rollout_freeze_blockers(uuid) TO platform_delivery, platform_readonly;
 GRANT SELECT ON platform.freeze_schedules, platform.freeze_periods, platform.freeze_overrides,
   platform.environment_promotions, platform.promotion_overrides TO platform_readonly;
 

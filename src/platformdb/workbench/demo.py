@@ -1,7 +1,8 @@
 """A small, realistic demo data set, loaded through the schema's own rules (and so its audit triggers).
 
-Loading is idempotent: a database that already holds the demo's teams is left as it is. The password
-hashes are well-formed argon2 strings that match no password.
+Loading is idempotent: a database that already holds the demo's teams is left as it is (the summary says when
+that data came from an earlier release, which lacks the governance part). The password hashes are well-formed
+argon2 strings that match no password.
 """
 
 from __future__ import annotations
@@ -302,18 +303,13 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
                  JOIN platform.services s ON s.id = d.service_id JOIN platform.environments e ON e.id = d.environment_id
                 WHERE d.status IN ('pending', 'in_progress') ORDER BY 1, 2"""
         ).fetchall()
-        held_back = conn.execute(
-            """SELECT s.name, e.name, d.version, b.blocker, b.detail FROM platform.deployments d
-                 JOIN platform.services s ON s.id = d.service_id JOIN platform.environments e ON e.id = d.environment_id
-                CROSS JOIN LATERAL platform.rollout_freeze_blockers(d.id) b
-                WHERE d.status = 'pending' ORDER BY 1, 2, 4, 5"""
-        ).fetchall()
         blocked = [
-            f"{s} {v} -> {e}: {b.blocker} ({b.detail})"
+            (f"{s} {v} -> {e}", str(b.blocker), str(b.detail))
             for s, e, v, _, deployment in active
             for b in ROLLOUT_BLOCKERS.execute(conn, deployment_id=deployment)
         ]
         server_version = conn.info.parameter_status("server_version")
+        has_ci_bot = conn.execute("SELECT 1 FROM platform.users WHERE email = %s", (CI_BOT,)).fetchone() is not None
 
     envs = [name for name, _ in ENVIRONMENTS]
     title = f"What runs where (latest successful deployment: {RUNNING_IN_ENVIRONMENT.name})"
@@ -325,13 +321,19 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
         rows.add_row(name, f"{n:,}")
     host = url.host or url.query.get("host")
     where = f'PostgreSQL {server_version}, database "{url.database}" at {host}'
-    state = "demo data loaded" if freshly_loaded else "demo data was already loaded; nothing changed"
+    if freshly_loaded:
+        state = "demo data loaded"
+    elif not has_ci_bot:
+        state = ("demo data of an earlier release was already loaded (without its CI service account, approvals and "
+                 "freezes); nothing changed: `platformdb demo --reset` loads it afresh")  # fmt: skip
+    else:
+        state = "demo data was already loaded; nothing changed"
     under_way = ", ".join(f"{s} {v} -> {e} ({st})" for s, e, v, st, _ in active) or "none"
-    blockers = "; ".join(blocked) or "none"
-    held = Table("rollout", "held back by", "detail", title="What holds pending rollouts back "
-                 "(platform.rollout_freeze_blockers)", title_justify="left")  # fmt: skip
-    for held_service, env_name, ver, why, detail in held_back:
-        held.add_row(f"{held_service} {ver} -> {env_name}", str(why), str(detail))
+    blockers = f"{len(blocked)} reasons, listed below" if blocked else "nothing"
+    held = Table("rollout", "blocked by", "detail", title=f"What blocks the open rollouts ({ROLLOUT_BLOCKERS.name})",
+                 title_justify="left")  # fmt: skip
+    for row in blocked:
+        held.add_row(*row)
     return Group(
         Panel(
             f"{where}\n{state}\nrollouts under way: {under_way}\n"
@@ -340,7 +342,7 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
             expand=False,
         ),
         matrix,
-        *([held] if held_back else []),
+        *([held] if blocked else []),
         rows,
     )
 

@@ -6,9 +6,9 @@ Why: Anyone with the delivery role could start a production rollout at any time 
      (an acyclic graph, trg_environment_promotions_acyclic) and promotion_overrides (break-glass, four-eyed).
      On entering in_progress, trg_deployments_not_frozen refuses a rollout during a matching freeze without an
      override (rollbacks only when the freeze says so), and trg_deployments_promoted one whose release has not
-     succeeded in every environment before the target (rollbacks exempt). platform.rollout_freeze_blockers()
-     says what holds a pending rollout back. The rules read the permissions freeze:manage, freeze:override and
-     promotion:override, which the identity service creates like any other (no rows are inserted here).
+     succeeded in every environment before the target (rollbacks exempt). platform.rollout_blockers() (0042)
+     now also says which freezes and which preceding environments hold a pending rollout back. The rules read
+     the permissions freeze:manage, freeze:override and promotion:override (see 0030 for well-known rows).
 Locks: New tables take no lock on existing ones but their foreign keys' SHARE ROW EXCLUSIVE on environments,
        services, users, deployments while created (milliseconds; reads go on). CREATE TRIGGER on deployments takes
        SHARE ROW EXCLUSIVE until commit (writes wait for the commit). No table is rewritten; the indexes are on
@@ -39,7 +39,6 @@ FUNCTIONS = (
     "platform.environment_promotion_acyclic_guard()",
     "platform.promotion_missing(uuid, text, uuid)",
     "platform.deployment_promotion_guard()",
-    "platform.rollout_freeze_blockers(uuid)",
 )
 TABLES = ("promotion_overrides", "environment_promotions", "freeze_overrides", "freeze_periods", "freeze_schedules")
 
@@ -53,6 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(ROLLOUT_BLOCKERS_0042)
     op.execute("DROP TRIGGER trg_deployments_not_frozen ON platform.deployments")
     op.execute("DROP TRIGGER trg_deployments_promoted ON platform.deployments")
     # The set-returning helpers return the freeze_periods row type: gone before the table; the trigger
@@ -73,7 +73,6 @@ GRANT SELECT, INSERT ON platform.freeze_overrides, platform.promotion_overrides 
 GRANT SELECT, INSERT, DELETE ON platform.environment_promotions TO platform_delivery;
 GRANT EXECUTE ON FUNCTION platform.freezes_in_force(uuid, uuid, timestamptz, boolean, uuid),
   platform.promotion_missing(uuid, text, uuid) TO platform_delivery;
-GRANT EXECUTE ON FUNCTION platform.rollout_freeze_blockers(uuid) TO platform_delivery, platform_readonly;
 GRANT SELECT ON platform.freeze_schedules, platform.freeze_periods, platform.freeze_overrides,
   platform.environment_promotions, platform.promotion_overrides TO platform_readonly;
 """
@@ -452,26 +451,40 @@ END
 $$;
 COMMENT ON FUNCTION platform.deployment_promotion_guard() IS 'BEFORE UPDATE trigger of deployments: refuses entering in_progress unless the release succeeded in every environment preceding the target on the promotion path or a promotion override exists (SQLSTATE 23514, constraint trg_deployments_promoted); rollbacks are exempt.';
 
--- What holds a pending rollout back, freezes and promotion path: one row per freeze in force now and per
--- environment before this one where the release has not succeeded. The approvals' part is
--- platform.rollout_blockers() (same shape). SECURITY DEFINER: readers need EXECUTE, not the tables.
-CREATE FUNCTION platform.rollout_freeze_blockers(p_deployment_id uuid)
+-- What blocks this rollout now also says freezes and the promotion path (same function, same shape: callers of
+-- 0042's version keep working). SECURITY DEFINER; no format(), see 0042.
+CREATE OR REPLACE FUNCTION platform.rollout_blockers(p_deployment_id uuid)
 RETURNS TABLE (blocker text, detail text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  SELECT 'freeze', format('freeze %s until %s: %s', f.id, upper(f.during), f.reason)
+  SELECT 'rejected', 'rejected by approver ' || a.approver_id::text
+    FROM platform.deployments d
+    JOIN platform.deployment_approvals a ON a.deployment_id = d.id AND a.decision = 'rejected'
+   WHERE d.id = p_deployment_id AND d.status = 'pending'
+  UNION ALL
+  SELECT 'approvals_missing', concat('rule ', q.approval_rule_id, ': ', n.approved, ' of ', q.required_approvals,
+                                     ' approvals by holders of ', p.name)
+    FROM platform.deployments d
+    JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
+    JOIN platform.permissions p ON p.id = q.approver_permission_id
+    CROSS JOIN LATERAL (SELECT count(*) AS approved FROM platform.deployment_approvals a
+                         WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
+                           AND a.decision = 'approved') n
+   WHERE d.id = p_deployment_id AND d.status = 'pending' AND n.approved < q.required_approvals
+  UNION ALL
+  SELECT 'freeze', concat('freeze ', f.id, ' until ', upper(f.during), ': ', f.reason)
     FROM platform.deployments d,
          platform.freezes_in_force(d.service_id, d.environment_id, clock_timestamp(), d.rollback_of_id IS NOT NULL,
                                    d.id) f
    WHERE d.id = p_deployment_id AND d.status = 'pending'
   UNION ALL
-  SELECT 'promotion', format('release %s has not succeeded in environment %s (%s)', d.version, e.name, e.id)
+  SELECT 'promotion', concat('release ', d.version, ' has not succeeded in environment ', e.name, ' (', e.id, ')')
     FROM platform.deployments d
    CROSS JOIN LATERAL platform.promotion_missing(d.service_id, d.version, d.environment_id) m
     JOIN platform.environments e ON e.id = m
    WHERE d.id = p_deployment_id AND d.status = 'pending' AND d.rollback_of_id IS NULL
      AND NOT EXISTS (SELECT FROM platform.promotion_overrides o WHERE o.deployment_id = d.id)
 $$;
-COMMENT ON FUNCTION platform.rollout_freeze_blockers(uuid) IS 'What holds a pending rollout back besides approvals: (''freeze'', detail) per freeze in force now without an override, (''promotion'', detail) per preceding environment without a success of the release. Empty for a deployment that is not pending.';
+COMMENT ON FUNCTION platform.rollout_blockers(uuid) IS 'What blocks this rollout: for a pending deployment, a row per rejection (rejected), per captured approval rule short of its approvals (approvals_missing), per freeze in force now without an override (freeze) and per environment before this one on the promotion path where the release has not succeeded (promotion); no rows when it may start.';
 
 CREATE TRIGGER trg_freeze_schedules_time_zone BEFORE INSERT OR UPDATE OF time_zone ON platform.freeze_schedules
   FOR EACH ROW EXECUTE FUNCTION platform.freeze_schedule_time_zone_guard();
@@ -539,4 +552,28 @@ CREATE TRIGGER trg_promotion_overrides_audit AFTER INSERT OR UPDATE OR DELETE ON
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('id');
 CREATE TRIGGER trg_environment_promotions_audit AFTER INSERT OR UPDATE OR DELETE ON platform.environment_promotions
   FOR EACH ROW EXECUTE FUNCTION platform.audit_capture('from_environment_id,to_environment_id');
+"""
+
+
+# 0042's body, restored on downgrade (frozen here: 0042 itself is history, not a module to import).
+ROLLOUT_BLOCKERS_0042 = """
+CREATE OR REPLACE FUNCTION platform.rollout_blockers(p_deployment_id uuid)
+RETURNS TABLE (blocker text, detail text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT 'rejected', 'rejected by approver ' || a.approver_id::text
+    FROM platform.deployments d
+    JOIN platform.deployment_approvals a ON a.deployment_id = d.id AND a.decision = 'rejected'
+   WHERE d.id = p_deployment_id AND d.status = 'pending'
+  UNION ALL
+  SELECT 'approvals_missing', concat('rule ', q.approval_rule_id, ': ', n.approved, ' of ', q.required_approvals,
+                                     ' approvals by holders of ', p.name)
+    FROM platform.deployments d
+    JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
+    JOIN platform.permissions p ON p.id = q.approver_permission_id
+    CROSS JOIN LATERAL (SELECT count(*) AS approved FROM platform.deployment_approvals a
+                         WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
+                           AND a.decision = 'approved') n
+   WHERE d.id = p_deployment_id AND d.status = 'pending' AND n.approved < q.required_approvals
+$$;
+COMMENT ON FUNCTION platform.rollout_blockers(uuid) IS 'What blocks this rollout (approvals): for a pending deployment, a row per rejection (blocker rejected) and per captured rule short of its approvals (blocker approvals_missing); no rows when nothing does.';
 """
