@@ -15,8 +15,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQxMjM0$0mJ1cQbB2d8kL0Tj2Yf3YxZq4sVQ3mD1hA"
-WELL_KNOWN_PERMISSIONS = 2
-"""Permissions the schema itself inserts (role:grant, token:issue: revision 0030), present in every new database."""
+WELL_KNOWN_PERMISSIONS = 5
+"""Permissions the schema itself inserts (role:grant, token:issue: 0030; freeze:manage, freeze:override,
+promotion:override: 0050), present in every new database."""
 COMMIT_SHA = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -511,3 +512,27 @@ def test_api_token_scopes_are_audited(conn: psycopg.Connection[Any], make: Make)
         (f"{token},%",),
     ).fetchall()
     assert rows == [("insert",), ("delete",)]
+
+
+# --- the permissions the rules read ----------------------------------------------------------------------------
+V1_VOCABULARY = {"deployment:create"}
+"""Permission names a rule reads that v1 identity services already write themselves (the schema does not)."""
+
+
+def test_every_permission_a_rule_reads_ships_with_the_schema(conn: psycopg.Connection[Any]) -> None:
+    """A rule naming a permission nobody can create would refuse everyone: the schema ships each name its
+    functions and triggers read (may_user_do's literal, or a trigger's argument), unless v1 data has it."""
+    bodies = conn.execute(
+        "SELECT string_agg(prosrc, ' ') FROM pg_proc WHERE pronamespace = 'platform'::regnamespace"
+    ).fetchone()
+    args = conn.execute(
+        "SELECT string_agg(encode(tgargs, 'escape'), ' ') FROM pg_trigger"
+        " WHERE tgrelid::regclass::text LIKE 'platform.%' AND tgnargs > 0"
+    ).fetchone()
+    assert bodies is not None and args is not None
+    read = set(re.findall(r"may_user_do\([^,]+,\s*'([a-z_]+:[a-z_]+)'", bodies[0]))
+    read |= set(re.findall(r"\b([a-z_]+:[a-z_]+)\\000", args[0]))
+    assert read == {"role:grant", "token:issue", "deployment:create", "freeze:manage", "freeze:override",
+                    "promotion:override"}  # fmt: skip
+    shipped = {r[0] for r in conn.execute("SELECT name FROM platform.permissions")}
+    assert read - V1_VOCABULARY == shipped

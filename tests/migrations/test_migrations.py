@@ -75,8 +75,8 @@ REBUILT_TABLES: dict[str, set[str]] = {"0012": {"audit_chain"}}
 """Tables a revision rebuilds with new rows (and its downgrade rebuilds back): audit_chain's one head became 16."""
 
 
-REFERENCE_ROWS: dict[str, set[str]] = {"0030": {"permissions"}}
-"""Tables a revision adds reference rows to (and its downgrade removes them from): 0030's well-known permissions."""
+REFERENCE_ROWS: dict[str, set[str]] = {"0030": {"permissions"}, "0050": {"permissions"}}
+"""Tables a revision adds reference rows to (and its downgrade removes them from): the well-known permissions."""
 
 
 def owned_tables(rev: str) -> set[str]:
@@ -290,11 +290,10 @@ SEED = [
     f"""INSERT INTO platform.users (id, email, display_name, password_hash) VALUES
          ('00000000-0000-7000-8000-000000000021', 'bea@example.com', 'Bea', '{PASSWORD_HASH}')""",
     """INSERT INTO platform.roles (id, name) VALUES ('00000000-0000-7000-8000-000000000022', 'freeze-manager')""",
-    """INSERT INTO platform.permissions (id, name) VALUES ('00000000-0000-7000-8000-000000000023', 'freeze:override'),
-         ('00000000-0000-7000-8000-000000000024', 'promotion:override')""",
-    """INSERT INTO platform.role_permissions (role_id, permission_id) VALUES
-         ('00000000-0000-7000-8000-000000000022', '00000000-0000-7000-8000-000000000023'),
-         ('00000000-0000-7000-8000-000000000022', '00000000-0000-7000-8000-000000000024')""",
+    # freeze:override and promotion:override are the schema's own rows (0050).
+    """INSERT INTO platform.role_permissions (role_id, permission_id)
+       SELECT '00000000-0000-7000-8000-000000000022', id FROM platform.permissions
+        WHERE name IN ('freeze:override', 'promotion:override')""",
     """INSERT INTO platform.role_grants (user_id, role_id) VALUES
          ('00000000-0000-7000-8000-000000000021', '00000000-0000-7000-8000-000000000022')""",
     """INSERT INTO platform.environments (id, name) VALUES ('00000000-0000-7000-8000-000000000025', 'staging')""",

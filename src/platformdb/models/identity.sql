@@ -370,12 +370,17 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 
 $$;
 COMMENT ON FUNCTION platform.verify_api_token(text, bytea, text, uuid, uuid) IS 'The token check: the principal a presented token (selector, SHA-256 of its secret) acts as for this permission on this service and environment, or why not (refusal: unknown_token, revoked, expired, owner_deactivated, out_of_token_scope, not_in_token_scopes, owner_not_permitted). Records the use of a live token. SECURITY DEFINER: no caller reads a verifier.';
 
--- Well-known permissions the database's rules name (revision 0030): reference data the schema ships, like the
+-- Well-known permissions the database's rules name (role:grant and token:issue by revision 0030, the freeze and
+-- promotion ones by 0050; deployment:create is v1 vocabulary the identity service has always written): reference
+-- data the schema ships, like the
 -- deployment status transitions, written without an audit row (a new database's audit log starts empty). The
 -- trigger is off only inside this transaction: no other session ever sees it disabled.
 ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
 INSERT INTO platform.permissions (name, description) VALUES
   ('role:grant', 'Grant roles to users and teams, within the scope held (and only roles whose permissions are held there).'),
-  ('token:issue', 'Issue API tokens for other principals (service accounts), within the scope held.')
+  ('token:issue', 'Issue API tokens for other principals (service accounts), within the scope held.'),
+  ('freeze:manage', 'Declare freeze periods and schedules for the environments and services within the scope held.'),
+  ('freeze:override', 'Approve, as the second person, a rollout during a freeze within the scope held.'),
+  ('promotion:override', 'Approve, as the second person, a rollout that skips the promotion path within the scope held.')
 ON CONFLICT (name) DO NOTHING;
 ALTER TABLE platform.permissions ENABLE TRIGGER trg_permissions_audit;

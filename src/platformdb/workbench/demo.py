@@ -42,17 +42,16 @@ USERS = [
 PERMISSIONS = [
     "service:read", "service:write", "deployment:create", "deployment:approve",
     "configuration:read", "configuration:write", "secret:read", "audit:read",
-    "freeze:manage", "freeze:override", "promotion:override",
 ]  # fmt: skip
 ROLES = {
     "viewer": ["service:read", "configuration:read"],
     "deployer": ["service:read", "deployment:create", "configuration:read"],
     "service-owner": ["service:read", "service:write", "deployment:create", "deployment:approve",
                       "configuration:read", "configuration:write", "secret:read"],
-    "admin": [*PERMISSIONS, "role:grant", "token:issue"],
 }  # fmt: skip
-WELL_KNOWN = ["role:grant", "token:issue"]
-"""Permissions the schema inserts itself (revision 0030)."""
+WELL_KNOWN = ["role:grant", "token:issue", "freeze:manage", "freeze:override", "promotion:override"]
+"""Permissions the schema inserts itself (revisions 0030 and 0050): the rules read them by name."""
+ROLES["admin"] = [*PERMISSIONS, *WELL_KNOWN]
 CI_BOT = "ci-bot@example.com"
 """The demo's CI service account: owned by platform-core, registers releases through an API token."""
 # (service, team, tier, description, depends on)

@@ -8,7 +8,8 @@ Why: Anyone with the delivery role could start a production rollout at any time 
      override (rollbacks only when the freeze says so), and trg_deployments_promoted one whose release has not
      succeeded in every environment before the target (rollbacks exempt). platform.rollout_blockers() (0042)
      now also says which freezes and which preceding environments hold a pending rollout back. The rules read
-     the permissions freeze:manage, freeze:override and promotion:override (see 0030 for well-known rows).
+     the permissions freeze:manage, freeze:override and promotion:override, inserted here if missing (well-known
+     rows, unaudited, as 0030's).
 Locks: New tables take no lock on existing ones but their foreign keys' SHARE ROW EXCLUSIVE on environments,
        services, users, deployments while created (milliseconds; reads go on). CREATE TRIGGER on deployments takes
        SHARE ROW EXCLUSIVE until commit (writes wait for the commit). No table is rewritten; the indexes are on
@@ -49,10 +50,25 @@ def upgrade() -> None:
     for function in FUNCTIONS:
         op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
     op.execute(GRANTS)
+    op.execute(WELL_KNOWN)
 
 
 def downgrade() -> None:
     op.execute(ROLLOUT_BLOCKERS_0042)
+    # The well-known permissions this revision wrote (its own description, nothing referring to them), without an
+    # audit row, as they came.
+    op.execute(
+        """ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
+DELETE FROM platform.permissions p
+ WHERE (p.name, p.description) IN (
+         ('freeze:manage', 'Declare freeze periods and schedules for the environments and services within the scope held.'),
+         ('freeze:override', 'Approve, as the second person, a rollout during a freeze within the scope held.'),
+         ('promotion:override', 'Approve, as the second person, a rollout that skips the promotion path within the scope held.'))
+   AND NOT EXISTS (SELECT FROM platform.role_permissions rp WHERE rp.permission_id = p.id)
+   AND NOT EXISTS (SELECT FROM platform.api_token_scopes s WHERE s.permission_id = p.id)
+   AND NOT EXISTS (SELECT FROM platform.approval_rules r WHERE r.approver_permission_id = p.id);
+ALTER TABLE platform.permissions ENABLE TRIGGER trg_permissions_audit"""
+    )
     op.execute("DROP TRIGGER trg_deployments_not_frozen ON platform.deployments")
     op.execute("DROP TRIGGER trg_deployments_promoted ON platform.deployments")
     # The set-returning helpers return the freeze_periods row type: gone before the table; the trigger
@@ -66,6 +82,18 @@ def downgrade() -> None:
         if function not in helpers:
             op.execute(f"DROP FUNCTION {function}")
 
+
+# Well-known permissions the rules above read: reference data the schema ships (like 0030's role:grant), written
+# without an audit row; the trigger is off only inside this transaction.
+WELL_KNOWN = """
+ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
+INSERT INTO platform.permissions (name, description) VALUES
+  ('freeze:manage', 'Declare freeze periods and schedules for the environments and services within the scope held.'),
+  ('freeze:override', 'Approve, as the second person, a rollout during a freeze within the scope held.'),
+  ('promotion:override', 'Approve, as the second person, a rollout that skips the promotion path within the scope held.')
+ON CONFLICT (name) DO NOTHING;
+ALTER TABLE platform.permissions ENABLE TRIGGER trg_permissions_audit;
+"""
 
 GRANTS = """
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.freeze_schedules, platform.freeze_periods TO platform_delivery;
