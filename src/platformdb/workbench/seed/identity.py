@@ -73,6 +73,7 @@ class Team(NamedTuple):
     id: uuid.UUID
     name: str
     display_name: str
+    parent_team_id: uuid.UUID | None
     created_at: dt.datetime
 
 
@@ -183,7 +184,18 @@ def _teams(run: Run, rng: random.Random) -> list[Team]:
         name = word if i < len(TEAM_WORDS) else f"{word}-{i // len(TEAM_WORDS) + 1}"
         created = run.ago(rng, HISTORY_DAYS + 200, HISTORY_DAYS + 400)
         display = " ".join(part.capitalize() for part in name.split("-"))
-        teams.append(Team(uuid7(created, rng), name, display, created))
+        teams.append(Team(uuid7(created, rng), name, display, None, created))
+    # Nested teams (revision 0030): the first tenth are departments; most other teams sit in one, and some in a
+    # team that sits in one (three levels). A parent always comes earlier in the list, so there is no cycle and
+    # COPY inserts it first. Its own random stream: the rest of the data set does not move.
+    nest = run.rng("team-nesting")
+    departments = max(1, len(teams) // 10)
+    for i in range(departments, len(teams)):
+        if nest.random() < 0.7:
+            parent = nest.randrange(departments)
+            if i > 3 * departments and nest.random() < 0.3 and teams[i - 2 * departments].parent_team_id is not None:
+                parent = i - 2 * departments
+            teams[i] = teams[i]._replace(parent_team_id=teams[parent].id)
     return teams
 
 
