@@ -372,9 +372,8 @@ COMMENT ON FUNCTION platform.verify_api_token(text, bytea, text, uuid, uuid) IS 
 
 -- Well-known permissions the database's rules name (role:grant and token:issue by revision 0030, the freeze and
 -- promotion ones by 0050; deployment:create is v1 vocabulary the identity service has always written): reference
--- data the schema ships, like the
--- deployment status transitions, written without an audit row (a new database's audit log starts empty). The
--- trigger is off only inside this transaction: no other session ever sees it disabled.
+-- data the schema ships, like the deployment status transitions, written without an audit row (a new database's
+-- audit log starts empty). The trigger is off only inside this transaction: no other session ever sees it off.
 ALTER TABLE platform.permissions DISABLE TRIGGER trg_permissions_audit;
 INSERT INTO platform.permissions (name, description) VALUES
   ('role:grant', 'Grant roles to users and teams, within the scope held (and only roles whose permissions are held there).'),
