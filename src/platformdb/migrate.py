@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import redirect_stdout
 from functools import cache
 from importlib.resources import files
@@ -147,7 +147,11 @@ def current_heads(url: URL) -> list[str]:
 def applied(url: URL) -> set[str]:
     """Every revision applied to the database: its heads and all they stand on (down revisions and depends_on;
     Alembic's version table keeps only the heads nothing else applied implies)."""
-    at = current_heads(url)
+    return applied_from(current_heads(url))
+
+
+def applied_from(at: Sequence[str]) -> set[str]:
+    """Every revision implied by the version table's rows ``at`` (see :func:`applied`)."""
     if not at:
         return set()
     try:

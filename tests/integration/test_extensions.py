@@ -327,3 +327,37 @@ def test_rows_from_before_revision_0027_name_schema_platform_and_keep_verifying(
         versions = {v for (v,) in conn.execute("SELECT hash_version FROM platform.audit_logs")}
         assert versions == {2}
         assert verify(conn).ok
+
+
+def test_audit_verify_compares_functions_with_an_extension_on_platformdbs_head(
+    empty_db: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An extension that depends on platformdb's head leaves only its own id in alembic_version: the verifier
+    still knows the database is at platformdb's head and compares the capture functions (it skipped them)."""
+    package = tmp_path / "late_extension"
+    (package / "versions").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "versions" / "late_0001.py").write_text(
+        f'"""late"""\nrevision = "late_0001"\ndown_revision = None\nbranch_labels = ("late",)\n'
+        f'depends_on = "{migrate.head()}"\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+    info = tmp_path / "late_extension-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-extension\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[platformdb.extensions]\nlate = late_extension:versions\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        migrate.upgrade(empty_db)
+        at = migrate.current_heads(empty_db)  # (the sample extension may be registered too, by an earlier test)
+        assert "late_0001" in at and migrate.head() not in at  # platformdb's head is implied, not recorded
+        with psycopg.connect(libpq_dsn(empty_db), autocommit=True) as conn:
+            assert verify(conn).ok
+            assert not any("not compared" in note for note in verify(conn).notes)
+            conn.execute(
+                "CREATE OR REPLACE FUNCTION platform.audit_capture() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RETURN NULL; END $$"
+            )
+            assert not verify(conn).ok
+    finally:
+        monkeypatch.delitem(sys.modules, "late_extension", raising=False)

@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from platformdb.errors import UserError
 from platformdb.models.audit import AUDIT_LANES
 from platformdb.models.base import context_sql
 
@@ -235,12 +236,17 @@ def _guards(conn: psycopg.Connection[Any]) -> tuple[str, str, str] | None:
 
 
 def _at_head(conn: psycopg.Connection[Any]) -> bool:
-    from platformdb.migrate import head
+    """Whether platformdb's head is applied: recorded in alembic_version, or implied by a recorded extension
+    revision that depends on it (Alembic keeps only the heads nothing else applied implies)."""
+    from platformdb.migrate import applied_from, head
 
     if not _has_version(conn):
         return False
-    at = {str(r[0]) for r in conn.execute("SELECT version_num FROM public.alembic_version").fetchall()}
-    return head() in at  # extensions' heads may sit beside platformdb's
+    at = [str(r[0]) for r in conn.execute("SELECT version_num FROM public.alembic_version").fetchall()]
+    try:
+        return head() in applied_from(at)
+    except UserError:  # a revision no registered location provides: not provably at head
+        return False
 
 
 def _has_version(conn: psycopg.Connection[Any]) -> bool:
