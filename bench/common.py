@@ -147,6 +147,8 @@ def _as_text(value: Any) -> bytes | None:
         return None
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat().encode()
+    if isinstance(value, bytes | bytearray | memoryview):  # bytea's text form (str() would give "b'...'")
+        return b"\\x" + bytes(value).hex().encode()
     return str(value).encode()
 
 

@@ -35,3 +35,15 @@ def test_every_mixed_workload_script_runs_in_pgbench(server: Server, seeded_copy
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, f"{script.name}: {done.stderr.strip()}"
+
+
+def test_every_catalog_query_runs_through_the_quiet_benchmarks_libpq_path(seeded_copy: str) -> None:
+    """bench/catalog.py sends drawn parameters in text form through libpq (bench.common.Run): each catalog query
+    runs that way with the parameters its sampler draws (a bytea once went as "b'...'" and failed the run)."""
+    import random
+
+    from bench.common import draw_params, timed
+
+    for query in CATALOG.values():
+        run = timed(seeded_copy, query.sql, draw_params(seeded_copy, query, 3, random.Random(7)), warmup=0)
+        assert len(run.times) == 3, query.name
