@@ -45,5 +45,5 @@ def test_every_catalog_query_runs_through_the_quiet_benchmarks_libpq_path(seeded
     from bench.common import draw_params, timed
 
     for query in CATALOG.values():
-        run = timed(seeded_copy, query.sql, draw_params(seeded_copy, query, 3, random.Random(7)), warmup=0)
+        run = timed(seeded_copy, query.sql, draw_params(seeded_copy, query, 3, random.Random(7)), warmup=0)  # noqa: S311
         assert len(run.times) == 3, query.name
