@@ -269,6 +269,8 @@ class _Grants:
         if rng.random() < 0.1:  # temporary access, half of it already over
             expires = created + dt.timedelta(days=rng.choice([1, 7, 30, 90]))
         granted_by = rng.choice(self.admins) if rng.random() < 0.7 else None
+        if granted_by == user:  # nobody grants themselves (ck_role_grants_not_self_granted): the owner did
+            granted_by = None
         env_id = self.env_ids[env] if env else None
         row = RoleGrant(uuid7(created, rng), user, self.role_ids[role], service, env_id, granted_by, expires, created)
         self.rows.append(row)
