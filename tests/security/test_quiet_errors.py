@@ -203,3 +203,26 @@ def test_concurrent_writers_of_one_address_get_the_quiet_refusal(
     assert skipped.fetchall() == []
     added = first.execute(insert + " ON CONFLICT DO NOTHING RETURNING id", (f"free.{email}", PASSWORD_HASH))
     assert len(added.fetchall()) == 1
+
+
+def test_a_bulk_insert_holds_a_bounded_number_of_key_locks(conn: psycopg.Connection[Any], login: Logins) -> None:
+    """The quiet unique check locks each key it checks until commit, so that a concurrent writer of the same key
+    waits. A transaction that inserts thousands of rows must not take a lock-table entry per row: the table is
+    shared by every session (a seed of 9,000 API tokens ran the server out of shared memory). Past a budget per
+    transaction the check still refuses committed duplicates quietly and leaves a concurrent one to the index."""
+    identity = login("identity")
+    with identity.transaction():
+        identity.execute(
+            "INSERT INTO platform.users (email, display_name, password_hash)"
+            " SELECT 'bulk' || i || '@example.com', 'Bulk', %s FROM generate_series(1, 5000) i",
+            (PASSWORD_HASH,),
+        )
+        held = identity.execute(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+        ).fetchone()
+        assert held is not None and 0 < held[0] <= 256
+        with rejected("23505", "uq_users_email_lower"):  # beyond the budget: still refused, still quiet
+            identity.execute(
+                "INSERT INTO platform.users (email, display_name, password_hash) VALUES ('BULK4999@example.com', 'B', %s)",
+                (PASSWORD_HASH,),
+            )

@@ -356,7 +356,8 @@ COMMENT ON FUNCTION platform.set_created_at() IS 'BEFORE INSERT row trigger (trg
 -- catalog (so each is still written once, in the model), and raises the same SQLSTATE and name with a DETAIL that
 -- shows nothing; the constraints stay as the last line. A unique key is checked under a transaction advisory lock
 -- on (index, key), so a concurrent writer of the same key waits for the first to finish and, under READ COMMITTED,
--- then sees its row; under REPEATABLE READ or SERIALIZABLE, whose snapshot cannot, it gets 40001 (retry). Primary
+-- then sees its row; under REPEATABLE READ or SERIALIZABLE, whose snapshot cannot, it gets 40001 (retry). For at
+-- most 256 keys per transaction (revision 0051): a bulk insert must not fill the lock table every session shares. Primary
 -- keys (ids the database makes) are left to the index. An INSERT ... ON CONFLICT is left to its arbiter (the
 -- check would pre-empt DO NOTHING / DO UPDATE), so such a statement's unique violation can still show its key.
 -- SECURITY DEFINER: a foreign key's referenced table (users, for created_by) may be one the writer cannot read.
@@ -370,6 +371,7 @@ DECLARE
   v_failed text;
   v_key text;
   v_old_key text;
+  v_locks int;
 BEGIN
   -- NOT NULL (by column order), then CHECK (by name), in one statement: the first rule the row breaks.
   SELECT 'SELECT CASE ' || string_agg(w, ' ' ORDER BY o) || ' END FROM (SELECT ($1).*) AS t' INTO v_sql
@@ -409,12 +411,18 @@ BEGIN
       END IF;
       EXECUTE v_sql INTO v_key USING NEW;
       CONTINUE WHEN v_key IS NULL OR v_key IS NOT DISTINCT FROM v_old_key;
-      IF NOT pg_try_advisory_xact_lock(hashtext(c.name), hashtext(v_key)) THEN
-        PERFORM pg_advisory_xact_lock(hashtext(c.name), hashtext(v_key));
-        IF current_setting('transaction_isolation') <> 'read committed' THEN
-          RAISE EXCEPTION 'could not serialize access due to a concurrent write of the same key of "%"', c.name
-            USING ERRCODE = 'serialization_failure', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
-                  HINT = 'Retry the transaction.';
+      -- At most 256 key locks per transaction (the lock table is shared by every session): past that, a
+      -- concurrent writer of the same key meets the index instead, which refuses it too (with its DETAIL).
+      v_locks := coalesce(nullif(current_setting('platformdb.quiet_key_locks', true), ''), '0')::int;
+      IF v_locks < 256 THEN
+        PERFORM set_config('platformdb.quiet_key_locks', (v_locks + 1)::text, true);
+        IF NOT pg_try_advisory_xact_lock(hashtext(c.name), hashtext(v_key)) THEN
+          PERFORM pg_advisory_xact_lock(hashtext(c.name), hashtext(v_key));
+          IF current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'could not serialize access due to a concurrent write of the same key of "%"', c.name
+              USING ERRCODE = 'serialization_failure', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
+                    HINT = 'Retry the transaction.';
+          END IF;
         END IF;
       END IF;
       -- Inner names resolve to the new row (t), the outer ones to the table's rows (o).
@@ -450,4 +458,4 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: checks the row''s NOT NULL, CHECK, unique (but the primary key) and foreign key constraints, in PostgreSQL''s order, and raises the violation (23502, 23514, 23505, 23503, with the constraint''s name) with a DETAIL that shows no value.';
+COMMENT ON FUNCTION platform.check_quietly() IS 'BEFORE INSERT OR UPDATE row trigger of tables holding secrets, hashes or personal data: checks the row''s NOT NULL, CHECK, unique (but the primary key) and foreign key constraints, in PostgreSQL''s order, and raises the violation (23502, 23514, 23505, 23503, with the constraint''s name) with a DETAIL that shows no value. A unique key is checked under a transaction advisory lock on it, for at most 256 keys per transaction.';
