@@ -24,7 +24,8 @@ SAMPLES_FACTOR = 3
 # table: (the SELECT on our schema that yields its rows, its columns)
 BASELINE_LOAD = {
     "users": (
-        "SELECT u.id, u.email, u.password_hash,"
+        # A service account has no password; the original has no such user, so it gets an unusable hash ('!').
+        "SELECT u.id, u.email, coalesce(u.password_hash, '!'),"
         " coalesce((SELECT array_agg(DISTINCT r.name ORDER BY r.name) FROM platform.role_grants g"
         " JOIN platform.roles r ON r.id = g.role_id WHERE g.user_id = u.id), '{}'::text[]),"
         " u.created_at AT TIME ZONE 'UTC', u.updated_at AT TIME ZONE 'UTC' FROM platform.users u",
