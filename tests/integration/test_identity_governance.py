@@ -529,7 +529,8 @@ def test_every_permission_a_rule_reads_ships_with_the_schema(conn: psycopg.Conne
         "SELECT string_agg(encode(tgargs, 'escape'), ' ') FROM pg_trigger"
         " WHERE tgrelid::regclass::text LIKE 'platform.%' AND tgnargs > 0"
     ).fetchone()
-    assert bodies is not None and args is not None
+    assert bodies is not None
+    assert args is not None
     read = set(re.findall(r"may_user_do\([^,]+,\s*'([a-z_]+:[a-z_]+)'", bodies[0]))
     read |= set(re.findall(r"\b([a-z_]+:[a-z_]+)\\000", args[0]))
     assert read == {"role:grant", "token:issue", "deployment:create", "freeze:manage", "freeze:override",

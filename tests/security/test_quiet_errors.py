@@ -220,9 +220,41 @@ def test_a_bulk_insert_holds_a_bounded_number_of_key_locks(conn: psycopg.Connect
         held = identity.execute(
             "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
         ).fetchone()
-        assert held is not None and 0 < held[0] <= 256
+        assert held is not None
+        assert 0 < held[0] <= 256
         with rejected("23505", "uq_users_email_lower"):  # beyond the budget: still refused, still quiet
             identity.execute(
-                "INSERT INTO platform.users (email, display_name, password_hash) VALUES ('BULK4999@example.com', 'B', %s)",
+                "INSERT INTO platform.users (email, display_name, password_hash)"
+                " VALUES ('BULK4999@example.com', 'B', %s)",
                 (PASSWORD_HASH,),
             )
+
+
+GUARDED = ("api_tokens", "configuration_versions", "users")
+
+
+def test_each_quiet_check_is_generated_from_its_tables_rules_as_they_are(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    """trg_<table>_validated runs platform.check_quietly_<table>() (revision 0065), whose body is what
+    platform.quiet_checks_source makes of the table's constraints today: a revision that changes them and forgets
+    install_quiet_checks fails here (shown by adding a CHECK in a transaction that is rolled back); installed
+    again, the new rule refuses quietly."""
+    triggers = conn.execute(
+        "SELECT t.tgrelid::regclass::text, p.proname, p.prosrc = platform.quiet_checks_source(t.tgrelid)"
+        "  FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE t.tgname LIKE 'trg\\_%\\_validated' AND t.tgrelid::regclass::text LIKE 'platform.%' ORDER BY 1"
+    ).fetchall()
+    assert triggers == [(f"platform.{t}", f"check_quietly_{t}", True) for t in GUARDED]
+    user = make.user(display_name=NAME)
+    with conn.transaction(force_rollback=True):
+        conn.execute("ALTER TABLE platform.users ADD CONSTRAINT ck_users_probe CHECK (display_name <> 'probe')")
+        stale = conn.execute(
+            "SELECT prosrc = platform.quiet_checks_source('platform.users') FROM pg_proc"
+            " WHERE oid = 'platform.check_quietly_users()'::regprocedure"
+        ).fetchone()
+        assert stale == (False,)
+        conn.execute("SELECT platform.install_quiet_checks('platform.users')")
+        with rejected("23514", "ck_users_probe"), conn.transaction():
+            conn.execute("UPDATE platform.users SET display_name = 'probe' WHERE id = %s", (user,))
+        conn.execute("UPDATE platform.users SET display_name = 'not the probe' WHERE id = %s", (user,))

@@ -110,3 +110,28 @@ def test_the_generated_part_holds_no_interpretation() -> None:
     generated = render(json.loads(COMMITTED_RUN.read_text()))
     for word in ("noise", "because", "otherwise quiet", "Why targets are missed", "tie, not a lead"):
         assert word not in generated
+
+
+def test_the_capture_cost_variants_cut_the_shipped_trigger_where_they_say() -> None:
+    """bench.audit_costs derives its variants from the shipped audit_capture() body: each is that body cut back
+    (never a rewrite), and a body that no longer has the markers fails here, not in a half-run benchmark."""
+    from bench.audit_costs import VARIANTS, variants
+
+    from platformdb.ops.audit_chain import shipped_functions
+
+    body = shipped_functions()["audit_capture"]
+    cut = variants(body)
+    assert tuple(cut) == VARIANTS
+    assert cut["off"] is None
+    assert cut["full"] == body
+    order = [cut[v] for v in VARIANTS[1:]]
+    assert all(isinstance(v, str) for v in order)
+    assert [len(str(v)) for v in order] == sorted(len(str(v)) for v in order)  # each adds to the one before
+    assert "INSERT INTO platform.audit_logs" not in str(cut["images"])
+    assert "audit_row_hash" not in str(cut["insert"])
+    assert "audit_row_hash" in str(cut["hash"])
+    assert "FOR UPDATE SKIP LOCKED" not in str(cut["hash"])
+    assert "FOR UPDATE SKIP LOCKED" in str(cut["lane"])
+    assert "UPDATE platform.audit_chain" not in str(cut["lane"])
+    with pytest.raises(ValueError, match="no longer contains"):
+        variants(body.replace("  v_hint := nullif(", "  v_lane_hint := nullif("))

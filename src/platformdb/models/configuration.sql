@@ -161,6 +161,6 @@ CREATE TRIGGER trg_configuration_versions_created_at BEFORE INSERT ON platform.c
   FOR EACH ROW WHEN (NEW.created_at IS DISTINCT FROM now())
   EXECUTE FUNCTION platform.set_created_at();
 
--- Rejected writes show no value of this table's secrets, hashes or personal data (see platform.check_quietly).
-CREATE TRIGGER trg_configuration_versions_validated BEFORE INSERT OR UPDATE ON platform.configuration_versions
-  FOR EACH ROW EXECUTE FUNCTION platform.check_quietly();
+-- Rejected writes show no value of this table's secrets, hashes or personal data (trg_configuration_versions_validated;
+-- see platform.install_quiet_checks).
+SELECT platform.install_quiet_checks('platform.configuration_versions');

@@ -81,9 +81,9 @@ CREATE TRIGGER trg_role_grants_keys_immutable BEFORE UPDATE ON platform.role_gra
   FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
   EXECUTE FUNCTION platform.forbid_column_change('id');
 
--- Rejected writes show no value of this table's secrets, hashes or personal data (see platform.check_quietly).
-CREATE TRIGGER trg_users_validated BEFORE INSERT OR UPDATE ON platform.users
-  FOR EACH ROW EXECUTE FUNCTION platform.check_quietly();
+-- Rejected writes show no value of this table's secrets, hashes or personal data (trg_users_validated; see
+-- platform.install_quiet_checks).
+SELECT platform.install_quiet_checks('platform.users');
 
 -- Read API (revision 0023): the authorization check every service's middleware runs. SECURITY DEFINER so that a
 -- service reads the answer, not the grants: no service but identity (and read-only) may read role_grants.
@@ -222,8 +222,7 @@ CREATE TRIGGER trg_api_tokens_audit_update AFTER UPDATE ON platform.api_tokens
                                           NEW.environment_id, NEW.expires_at, NEW.rotated_from_id, NEW.created_by,
                                           NEW.created_at))
   EXECUTE FUNCTION platform.audit_capture('id', 'verifier');
-CREATE TRIGGER trg_api_tokens_validated BEFORE INSERT OR UPDATE ON platform.api_tokens
-  FOR EACH ROW EXECUTE FUNCTION platform.check_quietly();
+SELECT platform.install_quiet_checks('platform.api_tokens');  -- trg_api_tokens_validated
 
 -- Who may issue: outside the schema owner, a token names its issuer (created_by), who is its human owner or
 -- holds token:issue within the token's scope.

@@ -331,8 +331,8 @@ def summary(url: URL, *, freshly_loaded: bool) -> Any:
     blockers = f"{len(blocked)} reasons, listed below" if blocked else "nothing"
     held = Table("rollout", "blocked by", "detail", title=f"What blocks the open rollouts ({ROLLOUT_BLOCKERS.name})",
                  title_justify="left")  # fmt: skip
-    for row in blocked:
-        held.add_row(*row)
+    for blocker in blocked:
+        held.add_row(*blocker)
     return Group(
         Panel(
             f"{where}\n{state}\nrollouts under way: {under_way}\n"
