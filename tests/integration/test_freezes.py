@@ -548,6 +548,52 @@ def test_rollout_blockers_answer_approvals_freezes_and_promotion_at_once(
                                                   "trg_deployments_promoted"}  # fmt: skip
 
 
+def test_rollout_blockers_agree_with_what_the_start_triggers_check(conn: psycopg.Connection[Any], make: Make) -> None:
+    """rollout_blockers() repeats the freeze and promotion predicates inline (so plan checks see its tables):
+    for each pending deployment its freeze rows are exactly platform.freezes_in_force() at that instant and its
+    promotion rows exactly platform.promotion_missing(), and a start is refused by name iff it lists a reason."""
+    dev, staging, prod = make.environment(name="dev-z"), make.environment(name="staging-z"), make.environment()
+    promote(make, dev, staging)
+    promote(make, staging, prod)
+    service, other = make.service(), make.service()
+    make.set_status(make.deployment(service, dev, "1.0.0"), "in_progress", "succeeded")
+    for version in ("2.0.0", "3.0.0"):
+        make.set_status(make.deployment(other, dev, version), "in_progress", "succeeded")
+    make.freeze(environment_id=prod, reason="all of production")
+    make.freeze(environment_id=staging, service_id=other, reason="only the other service")
+    make.freeze(environment_id=dev, freezes_rollbacks=True, reason="rollbacks too")
+    bad = conn.execute("SELECT id FROM platform.deployments WHERE service_id = %s AND version = '3.0.0'", (other,))
+    row = bad.fetchone()
+    assert row is not None
+    pending = [make.deployment(service, e, "1.0.0") for e in (staging, prod)]
+    pending += [make.deployment(other, e, "3.0.0") for e in (staging, prod)]
+    rollback = conn.execute("SELECT platform.start_rollback(%s)", (row[0],)).fetchone()
+    assert rollback is not None
+    pending.append(rollback[0])
+    for deployment in pending:
+        at = conn.execute(
+            "SELECT service_id, version, environment_id, rollback_of_id IS NOT NULL FROM platform.deployments"
+            " WHERE id = %s",
+            (deployment,),
+        ).fetchone()
+        assert at is not None
+        service_id, version, env, is_rollback = at
+        in_force = "SELECT id FROM platform.freezes_in_force(%s, %s, clock_timestamp(), %s, %s)"
+        frozen = {str(r[0]) for r in conn.execute(in_force, (service_id, env, is_rollback, deployment))}
+        missing_sql = "SELECT m FROM platform.promotion_missing(%s, %s, %s) m"
+        missing = set() if is_rollback else {str(r[0]) for r in conn.execute(missing_sql, (service_id, version, env))}
+        got = blockers(conn, deployment)
+        assert {d.split()[1] for b, d in got if b == "freeze"} == frozen
+        assert {d.rsplit("(", 1)[1].rstrip(")") for b, d in got if b == "promotion"} == missing
+        refused = None
+        try:
+            with conn.transaction(force_rollback=True):  # try the start, keep nothing
+                start(conn, deployment)
+        except psycopg.errors.CheckViolation as exc:
+            refused = exc.diag.constraint_name
+        assert (refused is not None) == bool(got), (deployment, got, refused)
+
+
 # --- the delivery service's own role -------------------------------------------------------------------------------
 def test_delivery_service_runs_freezes_and_promotions(conn: psycopg.Connection[Any], make: Make) -> None:
     """The whole flow as platform_delivery: it declares a freeze and an edge, its start is refused by both rules,

@@ -484,32 +484,47 @@ COMMENT ON FUNCTION platform.deployment_promotion_guard() IS 'BEFORE UPDATE trig
 CREATE OR REPLACE FUNCTION platform.rollout_blockers(p_deployment_id uuid)
 RETURNS TABLE (blocker text, detail text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  -- One statement, no helper functions: the catalog's plan checks see every table it reads. The freeze and
+  -- promotion parts say what trg_deployments_not_frozen (platform.freezes_in_force) and
+  -- trg_deployments_promoted (platform.promotion_missing) check; the tests hold the two to the same answers.
+  WITH RECURSIVE d AS (
+      SELECT x.id, x.service_id, x.version, x.environment_id, x.rollback_of_id
+        FROM platform.deployments x
+       WHERE x.id = p_deployment_id AND x.status = 'pending'),
+    before (environment_id) AS (
+      SELECT p.from_environment_id
+        FROM d JOIN platform.environment_promotions p ON p.to_environment_id = d.environment_id
+       WHERE d.rollback_of_id IS NULL
+      UNION
+      SELECT p.from_environment_id
+        FROM before b JOIN platform.environment_promotions p ON p.to_environment_id = b.environment_id)
   SELECT 'rejected', 'rejected by approver ' || a.approver_id::text
-    FROM platform.deployments d
-    JOIN platform.deployment_approvals a ON a.deployment_id = d.id AND a.decision = 'rejected'
-   WHERE d.id = p_deployment_id AND d.status = 'pending'
+    FROM d JOIN platform.deployment_approvals a ON a.deployment_id = d.id AND a.decision = 'rejected'
   UNION ALL
   SELECT 'approvals_missing', concat('rule ', q.approval_rule_id, ': ', n.approved, ' of ', q.required_approvals,
                                      ' approvals by holders of ', p.name)
-    FROM platform.deployments d
+    FROM d
     JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
     JOIN platform.permissions p ON p.id = q.approver_permission_id
     CROSS JOIN LATERAL (SELECT count(*) AS approved FROM platform.deployment_approvals a
                          WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
                            AND a.decision = 'approved') n
-   WHERE d.id = p_deployment_id AND d.status = 'pending' AND n.approved < q.required_approvals
+   WHERE n.approved < q.required_approvals
   UNION ALL
   SELECT 'freeze', concat('freeze ', f.id, ' until ', upper(f.during), ': ', f.reason)
-    FROM platform.deployments d,
-         platform.freezes_in_force(d.service_id, d.environment_id, clock_timestamp(), d.rollback_of_id IS NOT NULL,
-                                   d.id) f
-   WHERE d.id = p_deployment_id AND d.status = 'pending'
+    FROM d JOIN platform.freeze_periods f
+      ON f.during @> clock_timestamp()
+     AND (f.environment_id IS NULL OR f.environment_id = d.environment_id)
+     AND (f.service_id IS NULL OR f.service_id = d.service_id)
+     AND (d.rollback_of_id IS NULL OR f.freezes_rollbacks)
+   WHERE NOT EXISTS (SELECT FROM platform.freeze_overrides o WHERE o.freeze_period_id = f.id AND o.deployment_id = d.id)
   UNION ALL
   SELECT 'promotion', concat('release ', d.version, ' has not succeeded in environment ', e.name, ' (', e.id, ')')
-    FROM platform.deployments d
-   CROSS JOIN LATERAL platform.promotion_missing(d.service_id, d.version, d.environment_id) m
-    JOIN platform.environments e ON e.id = m
-   WHERE d.id = p_deployment_id AND d.status = 'pending' AND d.rollback_of_id IS NULL
+    FROM d CROSS JOIN before b
+    JOIN platform.environments e ON e.id = b.environment_id
+   WHERE NOT EXISTS (SELECT FROM platform.deployments s
+                      WHERE s.service_id = d.service_id AND s.version = d.version
+                        AND s.environment_id = b.environment_id AND s.status = 'succeeded')
      AND NOT EXISTS (SELECT FROM platform.promotion_overrides o WHERE o.deployment_id = d.id)
 $$;
 COMMENT ON FUNCTION platform.rollout_blockers(uuid) IS 'What blocks this rollout: for a pending deployment, a row per rejection (rejected), per captured approval rule short of its approvals (approvals_missing), per freeze in force now without an override (freeze) and per environment before this one on the promotion path where the release has not succeeded (promotion); no rows when it may start.';
