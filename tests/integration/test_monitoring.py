@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy.engine import URL
 
 from platformdb.db import libpq_dsn
-
 from tests.factories import (
     Make,
     assert_created_at_trigger,
@@ -259,8 +258,9 @@ def test_metric_series_with_samples_cannot_be_deleted(conn: psycopg.Connection[A
     for series in (used, in_default):
         with rejected(restrict_sqlstate(conn), SERIES_RESTRICT):
             conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (series,))
-    with triggers_disabled(conn, "metric_series", "trg_metric_series_immutable"), rejected(
-        restrict_sqlstate(conn), SERIES_RESTRICT
+    with (
+        triggers_disabled(conn, "metric_series", "trg_metric_series_immutable"),
+        rejected(restrict_sqlstate(conn), SERIES_RESTRICT),
     ):
         conn.execute("UPDATE platform.metric_series SET id = DEFAULT WHERE id = %s", (used,))  # identity: DEFAULT only
     conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))

@@ -10,15 +10,16 @@ workers race from a barrier for several rounds. Nothing asserts on timing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import URL
 
-from platformdb.db import libpq_dsn
 from tests.factories import Make, restrict_sqlstate
-from tests.reliability.test_races import BARRIER_TIMEOUT, close_all, in_parallel, worker_connections
 from tests.reliability.report import Record
+from tests.reliability.test_races import BARRIER_TIMEOUT, close_all, in_parallel, worker_connections
 
 SERIES_EXISTS = "trg_metric_samples_series_exists"
 SERIES_RESTRICT = "trg_metric_series_samples_restrict"
@@ -77,7 +78,8 @@ def test_a_batch_holding_its_series_makes_the_delete_wait_and_fail(db: URL, conn
         assert result == [(restrict_sqlstate(conn), SERIES_RESTRICT)]
     finally:
         close_all([ingest, deleter])
-    assert conn.execute("SELECT count(*) FROM platform.metric_samples WHERE series_id = %s", (series,)).fetchone() == (1,)
+    kept = conn.execute("SELECT count(*) FROM platform.metric_samples WHERE series_id = %s", (series,)).fetchone()
+    assert kept == (1,)
     assert conn.execute(ORPHANS).fetchone() == (0,)
 
 
@@ -93,9 +95,8 @@ def test_a_delete_in_flight_makes_the_batch_wait_and_fail(db: URL, conn: psycopg
             ingest.execute("SELECT 1 FROM platform.metric_series LIMIT 1")  # the ingest's snapshot predates the delete
             deleter.execute("DELETE FROM platform.metric_series WHERE id = %s", (series,))
             result: list[Any] = []
-            thread = threading.Thread(
-                target=lambda: result.append(outcome((ingest, lambda c: copy_batch(c, [other, series]))))
-            )
+            batch = (ingest, lambda c, rows=[other, series]: copy_batch(c, rows))
+            thread = threading.Thread(target=lambda out=result, work=batch: out.append(outcome(work)))
             thread.start()
             wait_until_blocked(conn, ingest.info.backend_pid)
             deleter.commit()
@@ -107,7 +108,9 @@ def test_a_delete_in_flight_makes_the_batch_wait_and_fail(db: URL, conn: psycopg
         assert conn.execute("SELECT count(*) FROM platform.metric_series WHERE id = %s", (series,)).fetchone() == (0,)
 
 
-def test_racing_batches_and_deletes_leave_no_orphan(db: URL, conn: psycopg.Connection[Any], reliability: Record) -> None:
+def test_racing_batches_and_deletes_leave_no_orphan(
+    db: URL, conn: psycopg.Connection[Any], reliability: Record
+) -> None:
     """Each round one worker deletes a series while three COPY batches naming it (and a series that stays) start
     from the same barrier: either the delete is refused and every batch commits, or the delete commits and
     every batch naming it is refused; no sample is ever left without its series."""
@@ -125,12 +128,15 @@ def test_racing_batches_and_deletes_leave_no_orphan(db: URL, conn: psycopg.Conne
                 b.wait()
                 c.execute("DELETE FROM platform.metric_series WHERE id = %s", (s,))
 
-            def batch(c: psycopg.Connection[Any], i: int, s: int = doomed, b: threading.Barrier = barrier) -> None:
+            def batch(
+                c: psycopg.Connection[Any], i: int, s: int = doomed, b: threading.Barrier = barrier, base: int = r
+            ) -> None:
                 b.wait()
-                copy_batch(c, [keep, s], offset=r * workers + i)
+                copy_batch(c, [keep, s], offset=base * workers + i)
 
-            work = [(conns[0], delete)] + [(c, lambda c, i=i: batch(c, i)) for i, c in enumerate(conns[1:])]
-            results = in_parallel([lambda w=w: outcome(w) for w in work])
+            work: list[Callable[[], tuple[str, str | None]]] = [partial(outcome, (conns[0], delete))]
+            work += [partial(outcome, (c, partial(batch, i=i))) for i, c in enumerate(conns[1:])]
+            results = in_parallel(work)
             deleted, batches = results[0], results[1:]
             if deleted == ("ok", None):
                 assert set(batches) <= {("23503", SERIES_EXISTS)}, results
