@@ -269,15 +269,19 @@ def test_metric_series_with_samples_cannot_be_deleted(conn: psycopg.Connection[A
 
 def test_metric_series_delete_under_repeatable_read(db: URL, conn: psycopg.Connection[Any], make: Make) -> None:
     """A REPEATABLE READ snapshot cannot see samples committed after it: the delete fails with 40001 when any
-    transaction it does not see has committed, and goes on when none has."""
+    transaction it does not see has committed (also one that began after this transaction took its id), and goes
+    on when none has."""
     unused, other = make.series(), make.series()
     with psycopg.connect(libpq_dsn(db)) as deleter:
-        deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        deleter.execute("SELECT count(*) FROM platform.metric_samples")  # the snapshot is taken
-        sample(conn, other)  # commits after the snapshot: a sample of this very series would be as invisible
-        with rejected("40001", None):
-            deleter.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))
-        deleter.rollback()
+        for takes_id_first in (False, True):
+            deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            deleter.execute("SELECT count(*) FROM platform.metric_samples")  # the snapshot is taken
+            if takes_id_first:
+                deleter.execute("SELECT pg_current_xact_id()")  # an id older than the concurrent transaction's
+            sample(conn, other, FAR_FUTURE if takes_id_first else "now")  # commits after the snapshot: a sample
+            with rejected("40001", None):  # of this very series would be as invisible to it
+                deleter.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))
+            deleter.rollback()
         deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         deleter.execute("SELECT count(*) FROM platform.metric_samples")
         deleter.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))

@@ -57,7 +57,9 @@ CREATE FUNCTION platform.metric_series_samples_restrict() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   v_snapshot pg_snapshot;
-  v_xid xid8;
+  v_own xid8;
+  v_xid bigint;
+  v_newer boolean;
 BEGIN
   IF TG_OP = 'UPDATE' AND OLD.id IS NOT DISTINCT FROM NEW.id THEN
     RETURN NEW;
@@ -70,12 +72,23 @@ BEGIN
             DETAIL = format('Key (id)=(%s) is referenced from table "metric_samples".', OLD.id);
   END IF;
   IF current_setting('transaction_isolation') <> 'read committed' THEN
+    -- Walk the ids from the snapshot's xmin up to the newest one assigned (pg_xact_status refuses an id in the
+    -- future: the walk ends there), looking for one the snapshot does not see that has committed.
     v_snapshot := pg_current_snapshot();
-    v_xid := pg_current_xact_id();
-    IF v_xid::text::bigint - pg_snapshot_xmin(v_snapshot)::text::bigint > 100000 OR EXISTS (
-         SELECT FROM generate_series(pg_snapshot_xmin(v_snapshot)::text::bigint, v_xid::text::bigint - 1) x
-          WHERE NOT pg_visible_in_snapshot(x::text::xid8, v_snapshot)
-            AND pg_xact_status(x::text::xid8) = 'committed') THEN
+    v_own := pg_current_xact_id();
+    v_xid := pg_snapshot_xmin(v_snapshot)::text::bigint;
+    BEGIN
+      LOOP
+        v_newer := v_xid - pg_snapshot_xmin(v_snapshot)::text::bigint > 100000
+          OR (v_xid <> v_own::text::bigint AND NOT pg_visible_in_snapshot(v_xid::text::xid8, v_snapshot)
+              AND pg_xact_status(v_xid::text::xid8) = 'committed');
+        EXIT WHEN v_newer;
+        v_xid := v_xid + 1;
+      END LOOP;
+    EXCEPTION WHEN invalid_parameter_value THEN
+      v_newer := false;
+    END;
+    IF v_newer THEN
       RAISE EXCEPTION 'could not serialize access due to a transaction committed since this snapshot'
         USING ERRCODE = 'serialization_failure', SCHEMA = TG_TABLE_SCHEMA, TABLE = TG_TABLE_NAME,
               DETAIL = 'Samples it wrote for the series would be invisible to the check.',
