@@ -8,7 +8,8 @@ trigger on a partitioned parent makes COPY through it insert row by row, copyfro
 its multi-row inserts), the same COPY into a replica carrying the foreign key as before 0060, and into a replica
 with neither (the ceiling with integrity off). Each path's WAL records per row show whether COPY batched (a
 multi-insert logs one record per page, a row-by-row insert one per row, plus one per index entry). Batched
-multi-row INSERTs (executemany, which psycopg pipelines) through the parent follow."""
+multi-row INSERTs (executemany, which psycopg pipelines) follow, through the parent and into the foreign-keyed
+replica, interleaved as well."""
 
 from __future__ import annotations
 
@@ -37,12 +38,13 @@ PATHS = ("limit", "parent", "partition", "foreign_key", "unchecked")
 
 def ingest(b: Bench, database: str, rows: int) -> dict[str, Any]:
     """Rows per second of each ingest path (``rows`` rows per COPY path over :data:`ROUNDS` rounds, half as many
-    for INSERT), each COPY path's share of the physical limit of the same round, and WAL records per row."""
+    for INSERT, through the parent and into the foreign-keyed replica, interleaved too), each COPY path's share of
+    the physical limit of the same round, and WAL records per row."""
     per_round = rows // ROUNDS
     with psycopg.connect(b.dsn(database), autocommit=True) as conn:
         series = [int(r[0]) for r in conn.execute("SELECT id FROM platform.metric_series ORDER BY id")]
         first = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=2)
-        days = [first + dt.timedelta(days=n) for n in range(2 * ROUNDS + 1)]  # parent, partition per round; INSERT
+        days = [first + dt.timedelta(days=n) for n in range(3 * ROUNDS)]  # parent, partition, INSERT per round
         conn.execute("SELECT platform.ensure_partitions('platform.metric_samples', 'day', %s, %s)", (days[0], days[-1]))
         _replicas(conn, days[0])
         replica_rows = _sample_rows(series, days[0], per_round)
@@ -63,18 +65,35 @@ def ingest(b: Bench, database: str, rows: int) -> dict[str, Any]:
                 before = _wal_records(conn)
                 rates[path].append(_copy(conn, table, batch, seeding.SAMPLE_CHUNK))
                 wal[path].append((_wal_records(conn) - before) / len(batch))
-        inserted, insert_rows = _batched_insert(conn, _sample_rows(series, days[-1], rows // 2))
+        inserts: dict[str, list[float]] = {"parent": [], "foreign_key": []}
+        insert_rows = 0
+        for r in range(ROUNDS):
+            for path in ("parent", "foreign_key") if r % 2 == 0 else ("foreign_key", "parent"):
+                if path == "parent":
+                    table, batch = "platform.metric_samples", _sample_rows(series, days[2 * ROUNDS + r], per_round // 2)
+                else:
+                    conn.execute(f"TRUNCATE {FK_TABLE}")
+                    table, batch = FK_TABLE, replica_rows[: per_round // 2]
+                rate, n = _batched_insert(conn, table, batch)
+                inserts[path].append(rate)
+                insert_rows += n if path == "parent" else 0
+        inserted = statistics.median(inserts["parent"])
         for table in (RAW_TABLE, FK_TABLE, UNCHECKED_TABLE):
             conn.execute(f"DROP TABLE {table}")
     result: dict[str, Any] = {"rows": per_round * ROUNDS, "rounds": ROUNDS}
     result.update(_figures(rates))
     result["wal_records_per_row"] = {p: statistics.median(wal[p]) for p in PATHS}
     result.update({"insert_rows": insert_rows, "insert_batch": INSERT_BATCH, "insert_rows_s": inserted})
+    result["insert_fk_rows_s"] = statistics.median(inserts["foreign_key"])
+    result["insert_fk_ratio"] = statistics.median(
+        [ours / fk for ours, fk in zip(inserts["parent"], inserts["foreign_key"], strict=True)]
+    )
     b.log(
         f"ingest: COPY {fmt_rate(result['copy_rows_s'])} rows/s through the parent ({result['copy_share']:.0%} of the "
         f"limit, {result['copy_share_min']:.0%}-{result['copy_share_max']:.0%}), into the day's partition "
         f"{result['copy_partition_share']:.0%}, with the pre-0060 foreign key {result['copy_fk_share']:.0%}, "
-        f"unchecked {result['copy_no_fk_share']:.0%}; batched INSERT {fmt_rate(inserted)} rows/s"
+        f"unchecked {result['copy_no_fk_share']:.0%}; batched INSERT {fmt_rate(inserted)} rows/s "
+        f"({result['insert_fk_ratio']:.2f}x the pre-0060 foreign key's)"
     )
     return result
 
@@ -132,10 +151,11 @@ def _copy(conn: psycopg.Connection[Any], table: str, rows: list[Row], chunk: int
     return len(rows) / (time.perf_counter() - began)
 
 
-def _batched_insert(conn: psycopg.Connection[Any], rows: list[Row]) -> tuple[float, int]:
-    """Rows per second of multi-row INSERTs (:data:`INSERT_BATCH` rows each, whole batches only), and the rows."""
+def _batched_insert(conn: psycopg.Connection[Any], table: str, rows: list[Row]) -> tuple[float, int]:
+    """Rows per second of multi-row INSERTs into ``table`` (:data:`INSERT_BATCH` rows each, whole batches only),
+    and the rows."""
     values = ", ".join(["(%s, %s, %s)"] * INSERT_BATCH)
-    sql = f"INSERT INTO platform.metric_samples (series_id, sampled_at, value) VALUES {values}"
+    sql = f"INSERT INTO {table} (series_id, sampled_at, value) VALUES {values}"
     batches = [
         [v for row in rows[low : low + INSERT_BATCH] for v in row]
         for low in range(0, len(rows) - INSERT_BATCH + 1, INSERT_BATCH)

@@ -327,6 +327,9 @@ def _ingest_section(ing: dict[str, Any]) -> str:
         (f"batched INSERT into platform.metric_samples ({ing['insert_batch']} rows per statement, executemany)",
          fmt_rate(ing["insert_rows_s"]), f"{ing['insert_rows_s'] / ing['limit_rows_s']:.0%}", ""),
     ]  # fmt: skip
+    if "insert_fk_rows_s" in ing:
+        rows.append(("the same INSERTs into the replica with the foreign key", fmt_rate(ing["insert_fk_rows_s"]),
+                     f"{ing['insert_fk_rows_s'] / ing['limit_rows_s']:.0%}", ""))  # fmt: skip
     rounds = ing.get("rounds", 1)
     how = (
         f"{ing['rows']:,} rows per COPY path in {rounds} interleaved rounds (the order reversed every other round, "
