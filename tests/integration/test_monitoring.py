@@ -8,7 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy.engine import URL
 
+from platformdb.db import libpq_dsn
 from tests.factories import (
     Make,
     assert_created_at_trigger,
@@ -16,6 +18,7 @@ from tests.factories import (
     assert_updated_at_trigger,
     rejected,
     restrict_sqlstate,
+    triggers_disabled,
 )
 
 FAR_FUTURE = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
@@ -179,22 +182,111 @@ def test_metric_samples_key_is_series_and_sampled_at(conn: psycopg.Connection[An
     assert make.count("metric_samples") == 4
 
 
+SERIES_EXISTS = "trg_metric_samples_series_exists"
+SERIES_RESTRICT = "trg_metric_series_samples_restrict"
+
+
+def copy_samples(conn: psycopg.Connection[Any], table: str, rows: list[tuple[int, Any, float]]) -> None:
+    """COPY ``rows`` into ``table`` (the parent or one partition) in one statement."""
+    with conn.cursor().copy(f"COPY {table} (series_id, sampled_at, value) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
 def test_metric_samples_need_an_existing_series(conn: psycopg.Connection[Any], make: Make) -> None:
+    """No sample commits for a series that does not exist (revision 0060: one check per statement, 23503 naming
+    the trigger), whichever way it is written: INSERT or COPY through the parent, COPY straight into a day's
+    partition or the DEFAULT one, one missing series among existing ones, as the owner or the metrics writer."""
     series = make.series()
+    missing = series + 1000
+    day = f"platform.metric_samples_p{today(conn)}"
+    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    later = now + dt.timedelta(microseconds=1)
     for at in ("now", FAR_FUTURE):  # enforced in a daily partition and in the default one
-        with rejected("23503", "fk_metric_samples_series_id_metric_series"):
-            sample(conn, series + 1000, at)
-    sample(conn, series)
+        with rejected("23503", SERIES_EXISTS):
+            sample(conn, missing, at)
+    writes: list[tuple[str, list[tuple[int, Any, float]]]] = [
+        ("platform.metric_samples", [(series, now, 1.0), (missing, now, 2.0)]),
+        (day, [(missing, now, 1.0)]),
+        (day, [(series, now, 1.0), (missing, now, 2.0), (series, later, 3.0)]),
+        ("platform.metric_samples_default", [(missing, FAR_FUTURE, 1.0)]),
+    ]
+    for role in ("platform_metrics_writer", None):
+        for table, rows in writes:
+            if role is not None and table != "platform.metric_samples":
+                continue  # a service writes through the parent (partitions carry no grants)
+            with conn.transaction():
+                if role is not None:
+                    conn.execute(f"SET LOCAL ROLE {role}")
+                with rejected("23503", SERIES_EXISTS):
+                    copy_samples(conn, table, rows)
+                    conn.execute("SELECT 1")  # the statement trigger runs at the COPY's end
+    assert make.count("metric_samples") == 0
+    with conn.transaction():
+        conn.execute("SET LOCAL ROLE platform_metrics_writer")
+        copy_samples(conn, "platform.metric_samples", [(series, now, 1.0), (series, FAR_FUTURE, 1.0)])
+        sample(conn, series, "2000-01-01")  # routed to the DEFAULT partition, checked by the parent's trigger
+    copy_samples(conn, day, [(series, later, 1.0)])
+    copy_samples(conn, "platform.metric_samples_default", [(series, "2001-01-01", 1.0)])
+    assert make.count("metric_samples") == 5
+
+
+def test_every_metric_samples_partition_checks_its_series(conn: psycopg.Connection[Any], make: Make) -> None:
+    """A statement trigger is not inherited: the DEFAULT partition, every day's partition and one made later by
+    ensure_partitions carry the parent's, so COPY straight into any of them is checked."""
+    conn.execute("SELECT platform.ensure_partitions('platform.metric_samples', 'day', '2099-07-01', '2099-07-01')")
+    without = conn.execute(
+        "SELECT i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = 'platform.metric_samples'::regclass"
+        " AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = i.inhrelid AND t.tgname = %s)",
+        (SERIES_EXISTS,),
+    ).fetchall()
+    assert without == []
+    series = make.series()
+    with rejected("23503", SERIES_EXISTS):
+        copy_samples(conn, "platform.metric_samples_p2099_07_01", [(series + 1000, "2099-07-01 12:00+00", 1.0)])
+    copy_samples(conn, "platform.metric_samples_p2099_07_01", [(series, "2099-07-01 12:00+00", 1.0)])
     assert make.count("metric_samples") == 1
 
 
 def test_metric_series_with_samples_cannot_be_deleted(conn: psycopg.Connection[Any], make: Make) -> None:
-    used, unused = make.series(), make.series()
+    """RESTRICT, as the foreign key it replaces (same SQLSTATE: 23001 since PostgreSQL 18, 23503 before): a series
+    with samples in a day's partition or in the DEFAULT one stays; its id cannot change either (behind the
+    immutability guard: an identity id changes only to DEFAULT); a series without samples is deleted."""
+    used, in_default, unused = make.series(), make.series(), make.series()
     sample(conn, used)
-    with rejected(restrict_sqlstate(conn), "fk_metric_samples_series_id_metric_series"):
-        conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (used,))
+    copy_samples(conn, "platform.metric_samples_default", [(in_default, FAR_FUTURE, 1.0)])
+    for series in (used, in_default):
+        with rejected(restrict_sqlstate(conn), SERIES_RESTRICT):
+            conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (series,))
+    with (
+        triggers_disabled(conn, "metric_series", "trg_metric_series_immutable"),
+        rejected(restrict_sqlstate(conn), SERIES_RESTRICT),
+    ):
+        conn.execute("UPDATE platform.metric_series SET id = DEFAULT WHERE id = %s", (used,))  # identity: DEFAULT only
     conn.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))
-    assert (make.count("metric_series"), make.count("metric_samples")) == (1, 1)
+    assert (make.count("metric_series"), make.count("metric_samples")) == (2, 2)
+
+
+def test_metric_series_delete_under_repeatable_read(db: URL, conn: psycopg.Connection[Any], make: Make) -> None:
+    """A REPEATABLE READ snapshot cannot see samples committed after it: the delete fails with 40001 when any
+    transaction it does not see has committed (also one that began after this transaction took its id), and goes
+    on when none has."""
+    unused, other = make.series(), make.series()
+    with psycopg.connect(libpq_dsn(db)) as deleter:
+        for takes_id_first in (False, True):
+            deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            deleter.execute("SELECT count(*) FROM platform.metric_samples")  # the snapshot is taken
+            if takes_id_first:
+                deleter.execute("SELECT pg_current_xact_id()")  # an id older than the concurrent transaction's
+            sample(conn, other, FAR_FUTURE if takes_id_first else "now")  # commits after the snapshot: a sample
+            with rejected("40001", None):  # of this very series would be as invisible to it
+                deleter.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))
+            deleter.rollback()
+        deleter.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        deleter.execute("SELECT count(*) FROM platform.metric_samples")
+        deleter.execute("DELETE FROM platform.metric_series WHERE id = %s", (unused,))
+        deleter.commit()
+    assert make.count("metric_series") == 1
 
 
 def test_metric_samples_route_to_their_days_partition(conn: psycopg.Connection[Any], make: Make) -> None:

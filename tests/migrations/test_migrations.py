@@ -69,6 +69,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0042": {"approval_rules", "deployment_approval_requirements", "deployment_approvals"},
     "0050": {"freeze_schedules", "freeze_periods", "freeze_overrides", "environment_promotions", "promotion_overrides"},
     "0051": set(),
+    "0060": set(),
     "0065": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""

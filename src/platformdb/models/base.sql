@@ -63,10 +63,10 @@ COMMENT ON FUNCTION platform.forbid_change() IS 'BEFORE UPDATE/DELETE/TRUNCATE t
 
 -- Range partitions by UTC calendar period, named <parent>_pYYYY_MM (month) or _pYYYY_MM_DD (day). A new
 -- partition copies the DEFAULT partition's storage settings (so autovacuum is tuned in one place) and the
--- parent's TRUNCATE triggers. Rows that landed in the DEFAULT partition for want of a partition are moved
+-- parent's statement-level triggers. Rows that landed in the DEFAULT partition for want of a partition are moved
 -- into the new one (built beside the table, filled, then attached), so a late `ensure` loses nothing.
 -- One partition at a time, built so that readers and writers of the parent are not blocked: the table is made on
--- its own (LIKE the parent: no lock on it), given the DEFAULT partition's storage settings, the parent's TRUNCATE
+-- its own (LIKE the parent: no lock on it), given the DEFAULT partition's storage settings, the parent's statement-level
 -- triggers and a comment, filled with any rows the DEFAULT partition holds for its range, then attached, which
 -- takes SHARE UPDATE EXCLUSIVE on the parent (readers and writers go on) and ACCESS EXCLUSIVE on the DEFAULT
 -- partition only (to check it holds no rows of the range). Callers bound the wait with lock_timeout and retry
@@ -148,10 +148,12 @@ BEGIN
                              format(' INDEX %I ON %I.%I ', v_index_name, v_schema, v_name));
     END IF;
   END LOOP;
-  -- Statement-level TRUNCATE triggers are not inherited by partitions: copy the parent's.
+  -- Statement-level triggers (TRUNCATE guards; metric_samples' series check, revision 0060) are not inherited by
+  -- partitions and fire only for the table a statement names: copy the parent's, so a write straight into the
+  -- partition meets them too.
   FOR v_trigger IN
     SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
-     WHERE t.tgrelid = p_parent AND NOT t.tgisinternal AND (t.tgtype & 32) <> 0
+     WHERE t.tgrelid = p_parent AND NOT t.tgisinternal AND (t.tgtype & 1) = 0
   LOOP
     EXECUTE replace(v_trigger, format(' ON %s ', p_parent), format(' ON %I.%I ', v_schema, v_name));
   END LOOP;

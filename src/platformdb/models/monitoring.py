@@ -95,18 +95,19 @@ class MetricSample(Base):
     __tablename__ = "metric_samples"
     __table_args__ = (CheckConstraint("isfinite(sampled_at)", name="sampled_at_finite"),)
 
+    # No foreign key (revision 0060): trg_metric_samples_series_exists (monitoring.sql) checks each statement's
+    # series at once and trg_metric_series_samples_restrict keeps a series with samples, so COPY keeps batching.
     series_id: Mapped[int] = mapped_column(
-        BigInteger,
-        ForeignKey("metric_series.id", ondelete="RESTRICT"),
-        primary_key=True,
-        comment="The series observed.",
+        BigInteger, primary_key=True, comment="The series observed; it exists (trg_metric_samples_series_exists)."
     )
     sampled_at: Mapped[dt.datetime] = mapped_column(
         primary_key=True, comment="When the value was observed; the partition key."
     )
     value: Mapped[float] = mapped_column(Double, comment="The observed value.")
 
-    series: Mapped[MetricSeries] = relationship(lazy="raise")
+    series: Mapped[MetricSeries] = relationship(
+        primaryjoin="foreign(MetricSample.series_id) == MetricSeries.id", lazy="raise"
+    )
 
 
 class MetricSampleQuarantine(CreatedOnly, Base):

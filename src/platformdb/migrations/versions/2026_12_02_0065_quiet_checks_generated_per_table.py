@@ -14,7 +14,7 @@ Locks: CREATE OR REPLACE TRIGGER on users, api_tokens and configuration_versions
        Runs before or after the code that uses it (either): the rules, SQLSTATEs and names are unchanged.
 
 Revision ID: 0065
-Revises: 0051
+Revises: 0060
 Create Date: 2026-12-02
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0065"
-down_revision: str | Sequence[str] | None = "0051"
+down_revision: str | Sequence[str] | None = "0060"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
