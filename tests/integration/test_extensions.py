@@ -103,22 +103,30 @@ def test_an_extension_registers_its_revisions_by_entry_point(acme_site: list[str
     assert sd.get_revision("acme_0001").dependencies == "0027"  # an id of platformdb's, not a down_revision
 
 
+def _one_revision_extension(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, header: str) -> None:
+    """Registers extension ``name`` (package ``<name>_extension``) with one empty revision ``<name>_0001`` whose
+    module-level assignments are ``header``, the way an installed distribution's entry point would."""
+    package = tmp_path / f"{name}_extension"
+    (package / "versions").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "versions" / f"{name}_0001.py").write_text(
+        f'"""{name}"""\nrevision = "{name}_0001"\n{header}\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+    info = tmp_path / f"{name}_extension-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-extension\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[platformdb.extensions]\n{name} = {name}_extension:versions\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 def test_an_extension_that_branches_off_platformdb_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A down_revision into platformdb's lineage would make it a branch point and split the platformdb label."""
-    package = tmp_path / "bad_extension"
-    (package / "versions").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "versions" / "bad_0001.py").write_text(
-        '"""bad"""\nrevision = "bad_0001"\ndown_revision = "0027"\nbranch_labels = None\ndepends_on = None\n\n\n'
-        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    _one_revision_extension(
+        tmp_path, monkeypatch, "bad", 'down_revision = "0027"\nbranch_labels = None\ndepends_on = None'
     )
-    info = tmp_path / "bad_extension-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-extension\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[platformdb.extensions]\nbad = bad_extension:versions\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(UserError, match=r"^extension revision bad_0001 has platformdb's 0027 as down_revision"):
         migrate.heads()
     monkeypatch.delitem(sys.modules, "bad_extension", raising=False)
@@ -334,19 +342,8 @@ def test_audit_verify_compares_functions_with_an_extension_on_platformdbs_head(
 ) -> None:
     """An extension that depends on platformdb's head leaves only its own id in alembic_version: the verifier
     still knows the database is at platformdb's head and compares the capture functions (it skipped them)."""
-    package = tmp_path / "late_extension"
-    (package / "versions").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "versions" / "late_0001.py").write_text(
-        f'"""late"""\nrevision = "late_0001"\ndown_revision = None\nbranch_labels = ("late",)\n'
-        f'depends_on = "{migrate.head()}"\n\n\n'
-        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
-    )
-    info = tmp_path / "late_extension-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-extension\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[platformdb.extensions]\nlate = late_extension:versions\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    header = f'down_revision = None\nbranch_labels = ("late",)\ndepends_on = "{migrate.head()}"'
+    _one_revision_extension(tmp_path, monkeypatch, "late", header)
     try:
         migrate.upgrade(empty_db)
         at = migrate.current_heads(empty_db)  # (the sample extension may be registered too, by an earlier test)
