@@ -57,7 +57,7 @@ docs: $(STAMP) system-deps
 	$(BIN)/python -m tools.regenerate docs
 
 ## bench: measure the catalog queries (scales 1 and 10), ingest and audited writes on a throwaway PostgreSQL 18;
-## writes bench/results/, docs/PERFORMANCE.md and docs/performance-latency.png (about 10 minutes on 2 cores)
+## writes bench/results/, docs/PERFORMANCE.md and its charts (about 25 minutes on 2 cores)
 bench: $(STAMP)
 	$(BIN)/python -m bench --scales 1,10
 
