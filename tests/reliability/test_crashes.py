@@ -230,8 +230,10 @@ def test_kill_during_metric_ingest_keeps_every_committed_batch_whole(
 
 # --- (b) kill -9 during a migration -------------------------------------------------------------------------
 def upgrade_in_background(durable: CrashableCluster, name: str) -> subprocess.Popen[str]:
+    # The held upgrades wait on their version row until every one of them waits, which on a loaded 2-core
+    # machine took longer than the default 10 s lock timeout (seen once in a full run): a generous one here.
     return subprocess.Popen(
-        platformdb_cli("--database-url", durable.dsn(name), "upgrade"),
+        platformdb_cli("--database-url", durable.dsn(name), "upgrade", "--lock-timeout", "10min"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -280,8 +282,9 @@ def test_kill_during_upgrade_leaves_a_whole_revision_and_resumes(
     try:
 
         def all_held() -> bool:
-            exited = {name: p.returncode for name, p in upgrades.items() if p.poll() is not None}
-            assert not exited, f"upgrades ended before the crash (lock_timeout?): {exited}"
+            exited = {name: (p.returncode, p.communicate()[1].strip()) for name, p in upgrades.items()
+                      if p.poll() is not None}  # fmt: skip
+            assert not exited, f"upgrades ended before the crash: {exited}"
             with durable.admin() as conn:
                 waiting = conn.execute(
                     "SELECT datname FROM pg_stat_activity"
