@@ -37,6 +37,7 @@ from platformdb.models import metadata
 from platformdb.queries import CATALOG, Query
 from platformdb.queries.delivery import FIRST_PAGE, PAGE_SIZE
 from platformdb.workbench.samplers import Sampler, draw
+from tests.conftest import Seeded
 from tests.factories import Make
 
 DRAWS = 3
@@ -104,8 +105,9 @@ def layout(seeded_conn: psycopg.Connection[Any]) -> Layout:
 
 
 @pytest.fixture(scope="module")
-def candidates() -> dict[str, list[dict[str, Any]]]:
-    """Candidate rows for parameters, shared by every draw against one seeded database."""
+def candidates(seeded: Seeded) -> dict[str, list[dict[str, Any]]]:
+    """Candidate rows for parameters, shared by every draw against one seeded database (and only that one: the
+    servers' seeds are the same data set but their ids carry the minute each was loaded)."""
     return {}
 
 

@@ -24,9 +24,17 @@ def _running_params(s: Sampler) -> dict[str, Any]:
 
 
 def _history_params(s: Sampler) -> dict[str, Any]:
-    """A page of a service's history: the first page half of the time, else the page after a deployment."""
-    row = s.row(sample("service_id, created_at, id", "platform.deployments"))
-    cursor = FIRST_PAGE if s.rng.random() < 0.5 else {"before_created_at": row["created_at"], "before_id": row["id"]}
+    """A page of a service's history: the first page half of the time, else the page after a deployment that
+    has an older one (a cursor a previous page ended on, so the page is not empty)."""
+    if s.rng.random() < 0.5:
+        row = s.row(sample("service_id", "platform.deployments"))
+        return {"service_id": row["service_id"], **FIRST_PAGE, "page_size": PAGE_SIZE}
+    older = (
+        "EXISTS (SELECT FROM platform.deployments o WHERE o.service_id = d.service_id"
+        " AND (o.created_at, o.id) < (d.created_at, d.id))"
+    )
+    row = s.row(sample("d.service_id, d.created_at, d.id", "platform.deployments d", key="d.id", where=older))
+    cursor = {"before_created_at": row["created_at"], "before_id": row["id"]}
     return {"service_id": row["service_id"], **cursor, "page_size": PAGE_SIZE}
 
 
