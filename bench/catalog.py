@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Bench, draw_params, fmt_ms, settle, summarize, timed, timing
+from bench.common import Bench, buffers, draw_params, fmt_ms, settle, summarize, timed, timing
 from platformdb import migrate
 from platformdb.db import parse_url
 from platformdb.queries import CATALOG, Query
@@ -21,9 +21,11 @@ def catalog_at_scale(b: Bench, scale: int) -> tuple[str, dict[str, Any]]:
     """Seed a fresh database at ``scale`` and time every catalog query there; returns its name and the figures."""
     name = f"bench_scale_{scale}"
     load_s, counts = _load(b, name, scale)
+    with psycopg.connect(b.dsn(name), autocommit=True) as conn:
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
     with timing(b):
         figures = {query.name: _time_query(b, name, scale, query) for query in CATALOG.values()}
-    return name, {"load_seconds": load_s, "counts": counts, "queries": figures}
+    return name, {"load_seconds": load_s, "database_bytes": size, "counts": counts, "queries": figures}
 
 
 def _load(b: Bench, name: str, scale: int) -> tuple[float, dict[str, int]]:
@@ -46,7 +48,11 @@ def _time_query(b: Bench, database: str, scale: int, query: Query) -> dict[str, 
     params = draw_params(b.dsn(database), query, b.iterations, rng)
     run = timed(b.dsn(database), query.sql, params, b.warmup)
     figures: dict[str, Any] = {"kind": query.kind, "rows_mean": run.mean_rows, **summarize(run.times)}
-    b.log(f"scale {scale} {query.name:<45} p99 {fmt_ms(figures['p99_ms'])} ms")
+    figures.update(buffers(b.dsn(database), query.sql, params).summary())
+    b.log(
+        f"scale {scale} {query.name:<45} p99 {fmt_ms(figures['p99_ms'])} ms,"
+        f" {figures['buffers_per_call']:,.1f} buffers per call"
+    )
     return figures
 
 
@@ -60,3 +66,23 @@ def growth(results: dict[str, Any]) -> dict[str, float]:
     """Each query's p99 at the largest scale over its p99 at the smallest."""
     small, large = smallest_and_largest(results)
     return {name: large[name]["p99_ms"] / small[name]["p99_ms"] for name in small}
+
+
+GROWING_ANSWER = 1.5
+"""A query whose mean rows returned grow more than this from one scale to the next answers a question that grows
+with the platform (a blast radius): its cost is judged per returned row, not per call."""
+
+
+def buffer_growth(results: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """Each query's buffers from the second-largest scale to the largest: ("per call" or "per row", the ratio).
+    Empty for a run from before buffers were counted."""
+    scales = sorted(results["scales"], key=int)
+    below, top = (results["scales"][s]["queries"] for s in scales[-2:])
+    out: dict[str, tuple[str, float]] = {}
+    for name, q in top.items():
+        if "buffers_per_call" not in q or "buffers_per_call" not in below.get(name, {}):
+            continue
+        grows = q["rows_mean"] > GROWING_ANSWER * below[name]["rows_mean"] and below[name]["rows_mean"] > 0
+        key, label = ("buffers_per_row", "per row") if grows else ("buffers_per_call", "per call")
+        out[name] = (label, q[key] / below[name][key])
+    return out

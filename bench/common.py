@@ -242,6 +242,51 @@ def timed(dsn: str, sql: str, params: Sequence[dict[str, Any]], warmup: int) -> 
     return run
 
 
+BUFFER_SAMPLES = 200
+"""Parameter sets per query whose executions are EXPLAINed for their buffers (the count is deterministic for a
+given plan and data, so a few hundred describe the distribution)."""
+
+
+@dataclass
+class Buffers:
+    """Shared buffers (hit + read) and rows of each EXPLAINed execution of one prepared query."""
+
+    blocks: list[int]
+    rows: list[float]
+
+    def summary(self) -> dict[str, float]:
+        """Mean buffers per call, their p99, and mean buffers per returned row (of the calls that returned rows)."""
+        per_row = [b / r for b, r in zip(self.blocks, self.rows, strict=True) if r > 0]
+        return {
+            "buffers_per_call": sum(self.blocks) / len(self.blocks),
+            "buffers_p99": percentile([float(b) for b in self.blocks], 99),
+            "buffers_per_row": sum(per_row) / len(per_row) if per_row else math.nan,
+        }
+
+
+def buffers(dsn: str, sql: str, params: Sequence[dict[str, Any]], samples: int = BUFFER_SAMPLES) -> Buffers:
+    """Shared blocks hit + read by each execution of ``sql`` as a prepared statement (the plan the timed runs get:
+    six executions first, so that the plan cache has chosen between a custom and the generic plan), from
+    ``EXPLAIN (ANALYZE, BUFFERS)`` of ``EXECUTE``: the executor's count, planning excluded, everything a called
+    function reads included. A count, not a time: it does not move with the machine's load."""
+    text, names = positional(sql)
+    out = Buffers([], [])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        conn.execute(f"PREPARE bench_buffers AS {text}")
+        args = ", ".join(["%s"] * len(names))
+        call = "EXECUTE bench_buffers" + (f"({args})" if names else "")
+        chosen = list(params[:samples])
+        for i in range(6):
+            cur.execute(call, [chosen[i % len(chosen)][n] for n in names])
+        for p in chosen:
+            cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) {call}", [p[n] for n in names])
+            plan = cur.fetchone()[0][0]["Plan"]  # type: ignore[index]
+            out.blocks.append(int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0)))
+            out.rows.append(float(plan.get("Actual Rows", 0)))
+    return out
+
+
 def draw_params(dsn: str, query: Query, count: int, rng: random.Random) -> list[dict[str, Any]]:
     """``count`` parameter sets for ``query``, drawn from the data in ``dsn`` by its sampler."""
     with psycopg.connect(dsn, autocommit=True) as conn:
