@@ -88,3 +88,8 @@ def test_catalog_query_is_declared_completely(query: Query) -> None:
         windowed = [query.window.since] + ([query.window.until] if query.window.until else [])
         assert set(windowed) <= set(query.param_names)
         assert re.search(rf"\w+\.\w+ >= %\({query.window.since}\)s", query.sql), "compare the key itself"
+        if query.window.horizon is not None:
+            assert query.window.until is None, "a horizon bounds an open-ended window"
+            days = query.window.horizon.days
+            bound = rf"\w+\.\w+ < now\(\) \+ interval '{days} days?'"
+            assert re.search(bound, query.sql), "bound the key at the horizon"

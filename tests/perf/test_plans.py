@@ -270,6 +270,8 @@ def test_time_windowed_query_reads_only_the_partitions_of_its_window(
             if "Relation Name" in node and layout.table_of(node["Relation Name"]) == window.table
         }
         since, until = params[window.since], params[window.until] if window.until else None
+        if until is None and window.horizon is not None:
+            until = seeded_conn.execute("SELECT now() + %s", (window.horizon,)).fetchone()[0]  # type: ignore[index]
         expected = layout.window(window.table, since, until)
         all_partitions = {p.name for p in layout.partitions.values() if p.parent == window.table}
         assert scanned, f"the plan reads no partition of {window.table}:\n{show(seeded_conn, query, params, plan_kind)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,11 +64,15 @@ Runner = Session | Connection | psycopg.Connection[Any]
 @dataclass(frozen=True)
 class Window:
     """The query reads one time range of a partitioned table, ``since <= key < until`` (``until`` None: open
-    ended), comparing the partition key itself to the parameters so that partitions outside are pruned."""
+    ended, or bounded at ``now() + horizon`` when ``horizon`` is set), comparing the partition key itself to the
+    parameters so that partitions outside are pruned."""
 
     table: str
     since: str = "since"
     until: str | None = "until"
+    horizon: dt.timedelta | None = None
+    """With ``until`` None: the query also reads ``key < now() + horizon`` (nothing stamped later is current), so
+    that the partitions made ahead of time are pruned instead of probed."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from platformdb.queries.base import Query, Window
 from platformdb.queries.roles import METRICS_WRITER, READONLY
 
@@ -66,7 +68,8 @@ LATEST_VALUES_OF_SERVICE = Query(
     roles=(METRICS_WRITER, READONLY),
     caller="monitoring service's service overview and the alerting evaluator: the newest sample of every series "
     "of a service. `since` is the staleness horizon (a series silent for longer is not current): it lets the "
-    "probes skip every older partition.",
+    "probes skip every older partition. A sample stamped more than a day after the server's clock is not current "
+    "either (a scraper's broken clock): that bound skips the partitions made ahead of time.",
     kind="range",
     sql="""
 SELECT s.id AS series_id, m.name AS metric, s.environment_id, s.labels, last.sampled_at, last.value
@@ -77,12 +80,13 @@ SELECT s.id AS series_id, m.name AS metric, s.environment_id, s.labels, last.sam
       FROM platform.metric_samples x
      WHERE x.series_id = s.id
        AND x.sampled_at >= %(since)s
+       AND x.sampled_at < now() + interval '1 day'
      ORDER BY x.sampled_at DESC
      LIMIT 1) last
  WHERE s.service_id = %(service_id)s
  ORDER BY m.name, s.environment_id
 """,
-    window=Window("metric_samples", until=None),
+    window=Window("metric_samples", until=None, horizon=dt.timedelta(days=1)),
 )
 
 QUERIES = [SERIES_OF_SERVICE, SERIES_BUCKETS_1H, SERIES_BUCKETS_24H, LATEST_VALUES_OF_SERVICE]
