@@ -12,7 +12,9 @@ Unix socket only; :mod:`bench.common`), and on it runs the workloads, one module
 4. :mod:`bench.audited_writes`: audited writes with 1 and 8 writers, with the audit trigger on and off;
 5. :mod:`bench.ingest`: COPY, batched INSERT and the unlogged unindexed physical limit;
 6. :mod:`bench.mixed`: every microservice at once (pgbench scripts from the catalog, ingest and maintenance
-   beside them) at 1, 4, 8 and 16 clients, at the largest scale.
+   beside them) at 1, 4, 8 and 16 clients, at the largest scale;
+7. :func:`bench.baseline.baseline_mixed`: the questions both schemas answer, as pgbench scripts on each, at the
+   same client counts.
 
 :mod:`bench.report` writes the figures as JSON, the generated part of docs/PERFORMANCE.md and a latency chart.
 Nothing in the schema is tuned here.
@@ -32,7 +34,7 @@ from rich.console import Console
 
 from bench import report
 from bench.audited_writes import audited_writes
-from bench.baseline import baseline
+from bench.baseline import baseline, baseline_mixed
 from bench.catalog import catalog_at_scale
 from bench.common import SETTINGS, Bench, floor, sampled_load, throwaway_bench
 from bench.ingest import ingest
@@ -75,6 +77,7 @@ def _workloads(b: Bench, scales: Sequence[int], ingest_rows: int, write_seconds:
     results["ingest"] = ingest(b, databases[scales[0]], ingest_rows)
     largest = scales[-1]
     results["mixed"] = mixed(b, databases[largest], results["scales"][str(largest)]["queries"])
+    results["baseline_mixed"] = baseline_mixed(b, databases[largest])
     return results
 
 

@@ -63,9 +63,35 @@ class Script:
     weight: int
 
 
+def pgbench_sql(text: str) -> str:
+    """SQL with psycopg parameters (``%(name)s``) with pgbench variables (``:name``) instead, on one line."""
+    return " ".join(re.sub(r"%\((\w+)\)s", r":\1", text).replace("%%", "%").split())
+
+
 def _variable_sql(query: Query) -> str:
     """The query with pgbench variables (``:name``) for its parameters."""
-    return re.sub(r"%\((\w+)\)s", r":\1", query.sql).replace("%%", "%")
+    return pgbench_sql(query.sql)
+
+
+def param_table(conn: psycopg.Connection[Any], name: str, names: list[str], draws: list[dict[str, Any]]) -> None:
+    """``bench_params.<name>`` (i, one text column per parameter) filled with ``draws``, numbered from 1."""
+    table = sql.Identifier("bench_params", name)
+    conn.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} (i int PRIMARY KEY{})").format(
+            table, sql.SQL("").join(sql.SQL(", {} text").format(sql.Identifier(n)) for n in names)
+        )
+    )
+    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy:
+        for i, d in enumerate(draws, 1):
+            copy.write_row([i, *(None if d[n] is None else _text(d[n]) for n in names)])
+
+
+def lookup(name: str, names: list[str], rows: int) -> str:
+    """The pgbench lines that pick a random parameter set of ``bench_params.<name>`` into variables."""
+    if not names:
+        return ""
+    cols = ", ".join(f'"{n}"' for n in names)
+    return f"\\set i random(1, {rows})\nSELECT {cols} FROM bench_params.{name} WHERE i = :i \\gset\n"
 
 
 def _param_table(query: Query) -> str:
@@ -75,17 +101,7 @@ def _param_table(query: Query) -> str:
 def _load_params(conn: psycopg.Connection[Any], dsn: str, query: Query, rng: random.Random) -> bool:
     """Fill ``bench_params.<query>`` with drawn parameter sets (as text: the prepared statement types them; a
     NULL stays NULL, which ``\\gset`` carries as a NULL variable)."""
-    draws = draw_params(dsn, query, PARAM_ROWS, rng)
-    table = sql.Identifier("bench_params", _param_table(query))
-    columns = [sql.Identifier(p) for p in query.param_names]
-    conn.execute(
-        sql.SQL("CREATE UNLOGGED TABLE {} (i int PRIMARY KEY{})").format(
-            table, sql.SQL("").join(sql.SQL(", {} text").format(c) for c in columns)
-        )
-    )
-    with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(table)) as copy:
-        for i, d in enumerate(draws, 1):
-            copy.write_row([i, *(None if d[p] is None else _text(d[p]) for p in query.param_names)])
+    param_table(conn, _param_table(query), list(query.param_names), draw_params(dsn, query, PARAM_ROWS, rng))
     return True
 
 
@@ -98,15 +114,8 @@ def _text(value: Any) -> str:
 
 
 def _read_script(query: Query, weight: int) -> Script:
-    lookup = ""
-    if query.param_names:
-        cols = ", ".join(f'"{p}"' for p in query.param_names)
-        lookup = (
-            f"\\set i random(1, {PARAM_ROWS})\n"
-            f"SELECT {cols} FROM bench_params.{_param_table(query)} WHERE i = :i \\gset\n"
-        )
-    body = " ".join(_variable_sql(query).split())
-    return Script(query.name, query.context, f"{lookup}{body};\n", weight)
+    head = lookup(_param_table(query), list(query.param_names), PARAM_ROWS)
+    return Script(query.name, query.context, f"{head}{_variable_sql(query)};\n", weight)
 
 
 def _write_scripts(conn: psycopg.Connection[Any], rng: random.Random) -> list[Script]:
@@ -227,32 +236,24 @@ def script_files(scripts: list[Script], work: Path) -> list[Path]:
     return paths
 
 
-def _pgbench(b: Bench, database: str, scripts: list[Script], clients: int, seconds: int, work: Path) -> dict[str, Any]:
+def run_pgbench(
+    b: Bench, database: str, scripts: list[Script], clients: int, seconds: int, work: Path
+) -> dict[str, dict[str, Any]]:
+    """pgbench with ``scripts`` (weighted) at ``clients`` for ``seconds``, ``-M prepared``; per script its
+    transactions, TPS and p50/p95/p99 from pgbench's ``--log``."""
     files = []
     for s, path in zip(scripts, script_files(scripts, work), strict=True):
         files += ["-f", f"{path}@{s.weight}"]
-    prefix = work / f"log_c{clients}"
+    prefix = work / f"log_{database}_c{clients}"
     cmd = [
         str(b.cluster.bin_dir / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 4)),
         "-T", str(seconds), "--log", f"--log-prefix={prefix}", *files, b.dsn(database),
     ]  # fmt: skip
-    stop = threading.Event()
-    batches: list[float] = []
-    maint: dict[str, Any] = {}
-    ingest = threading.Thread(target=_ingest, args=(b.dsn(database), stop, batches), daemon=True)
-    maintenance = threading.Timer(seconds / 2, _maintenance, args=(b.dsn(database), maint))
-    ingest.start()
-    maintenance.start()
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 300)
-    finally:
-        stop.set()
-        ingest.join()
-        maintenance.join()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=seconds + 300)
     if done.returncode != 0:
         raise RuntimeError(f"pgbench failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
     latencies: dict[int, list[float]] = defaultdict(list)
-    for log in work.glob(f"log_c{clients}.*"):
+    for log in work.glob(f"{prefix.name}.*"):
         for line in log.read_text().splitlines():
             fields = line.split()  # client_id transaction_no time script_no time_epoch time_us
             latencies[int(fields[3])].append(int(fields[2]) / 1000)
@@ -267,7 +268,25 @@ def _pgbench(b: Bench, database: str, scripts: list[Script], clients: int, secon
             "tps": len(ms) / seconds,
             **({f"p{p}_ms": percentile(ms, p) for p in (50, 95, 99)} if ms else {}),
         }
-    total = sum(len(v) for v in latencies.values())
+    return per_script
+
+
+def _pgbench(b: Bench, database: str, scripts: list[Script], clients: int, seconds: int, work: Path) -> dict[str, Any]:
+    """One mixed run: pgbench with every script, and beside it the ingest stream and partition maintenance."""
+    stop = threading.Event()
+    batches: list[float] = []
+    maint: dict[str, Any] = {}
+    ingest = threading.Thread(target=_ingest, args=(b.dsn(database), stop, batches), daemon=True)
+    maintenance = threading.Timer(seconds / 2, _maintenance, args=(b.dsn(database), maint))
+    ingest.start()
+    maintenance.start()
+    try:
+        per_script = run_pgbench(b, database, scripts, clients, seconds, work)
+    finally:
+        stop.set()
+        ingest.join()
+        maintenance.join()
+    total = sum(f["transactions"] for f in per_script.values())
     ingest_rows = len(batches) * INGEST_BATCH_ROWS
     return {
         "clients": clients,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Bench, Run, draw_params, fmt_ms, settle, summarize, time_runs, timing
+from bench.common import Bench, Run, buffers, draw_params, fmt_ms, settle, summarize, time_runs, timing
 from platformdb.queries import CATALOG
 
 ORIGINAL_DDL = Path(__file__).resolve().parent / "original_task.sql"
@@ -172,11 +174,68 @@ def _compare(
     time_runs([o, t], b.warmup)
     figures: dict[str, Any] = {
         "ours_query": question.catalog,
-        "ours": {"rows_mean": o.mean_rows, **summarize(o.times)},
-        "theirs": {"rows_mean": t.mean_rows, **summarize(t.times)},
+        "ours": {"rows_mean": o.mean_rows, **summarize(o.times), **buffers(o.dsn, o.sql, o.params).summary()},
+        "theirs": {"rows_mean": t.mean_rows, **summarize(t.times), **buffers(t.dsn, t.sql, t.params).summary()},
     }
     b.log(
         f"baseline {label:<48} p99 ours {fmt_ms(figures['ours']['p99_ms'])} ms, "
         f"theirs {fmt_ms(figures['theirs']['p99_ms'])} ms"
     )
     return figures
+
+
+MIXED_CLIENTS = (1, 4, 8, 16)
+MIXED_SECONDS = 15
+"""Seconds per side and client count of the concurrent comparison."""
+
+
+def _slug(label: str) -> str:
+    return "q_" + "_".join(w for w in "".join(c if c.isalnum() else " " for c in label).split())[:50]
+
+
+def baseline_mixed(b: Bench, ours_db: str) -> dict[str, Any]:
+    """The equivalent questions under concurrency, on both schemas: one pgbench script per question (the same
+    SQL as the quiet comparison, ``-M prepared``, parameters drawn as there and stored in ``bench_params`` on each
+    side), equally weighted, at each of :data:`MIXED_CLIENTS`, each side for :data:`MIXED_SECONDS` in turn (which
+    side goes first alternates). Needs the original's database that :func:`baseline` loaded."""
+    from bench.mixed import PARAM_ROWS, Script, lookup, param_table, pgbench_sql, run_pgbench
+
+    rng = random.Random("bench:baseline-mixed")  # noqa: S311 - not cryptography
+    sides: dict[str, list[Script]] = {ours_db: [], THEIRS_DB: []}
+    with (
+        psycopg.connect(b.dsn(ours_db), autocommit=True) as ours,
+        psycopg.connect(b.dsn(THEIRS_DB), autocommit=True) as theirs,
+    ):
+        for conn in (ours, theirs):
+            conn.execute("CREATE SCHEMA IF NOT EXISTS bench_params")
+        for label, question in BASELINE_QUERIES.items():
+            name = _slug(label)
+            ours_params = draw_params(b.dsn(ours_db), CATALOG[question.catalog], PARAM_ROWS, rng)
+            for conn, db, text, params in (
+                (ours, ours_db, question.ours, ours_params),
+                (theirs, THEIRS_DB, question.theirs, _their_params(theirs, question, ours_params)),
+            ):
+                names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+                conn.execute(f"DROP TABLE IF EXISTS bench_params.{name}")
+                param_table(conn, name, names, params)
+                sides[db].append(
+                    Script(label, "baseline", f"{lookup(name, names, PARAM_ROWS)}{pgbench_sql(text)};\n", 1)
+                )
+        for conn in (ours, theirs):
+            conn.execute("VACUUM ANALYZE")
+    settle(b)
+    runs = []
+    with timing(b), tempfile.TemporaryDirectory(prefix="platformdb-pgbench-") as tmp:
+        for k, clients in enumerate(MIXED_CLIENTS):
+            order = [ours_db, THEIRS_DB] if k % 2 == 0 else [THEIRS_DB, ours_db]
+            figures = {db: run_pgbench(b, db, sides[db], clients, MIXED_SECONDS, Path(tmp)) for db in order}
+            ours_f, theirs_f = figures[ours_db], figures[THEIRS_DB]
+            run: dict[str, Any] = {"clients": clients, "seconds": MIXED_SECONDS, "ours": ours_f, "theirs": theirs_f}
+            worst = max(
+                (f["p99_ms"] / theirs_f[label]["p99_ms"], label)
+                for label, f in ours_f.items()
+                if "p99_ms" in f and "p99_ms" in theirs_f[label]
+            )
+            b.log(f"baseline mixed: {clients:>2} clients, worst p99 ours/theirs {worst[0]:.2f} ({worst[1]})")
+            runs.append(run)
+    return {"runs": runs}
