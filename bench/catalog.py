@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from bench.common import Bench, buffers, draw_params, fmt_ms, settle, summarize, timed, timing
+from bench.common import Bench, buffers, draw_params, floor, fmt_ms, settle, summarize, timed, timing
 from platformdb import migrate
 from platformdb.db import parse_url
 from platformdb.queries import CATALOG, Query
@@ -24,8 +24,9 @@ def catalog_at_scale(b: Bench, scale: int) -> tuple[str, dict[str, Any]]:
     with psycopg.connect(b.dsn(name), autocommit=True) as conn:
         size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
     with timing(b):
+        beside = floor(b)  # the floor of this scale's queries: measured beside them, not at the start of the run
         figures = {query.name: _time_query(b, name, scale, query) for query in CATALOG.values()}
-    return name, {"load_seconds": load_s, "database_bytes": size, "counts": counts, "queries": figures}
+    return name, {"load_seconds": load_s, "database_bytes": size, "counts": counts, "floor": beside, "queries": figures}
 
 
 def _load(b: Bench, name: str, scale: int) -> tuple[float, dict[str, int]]:
