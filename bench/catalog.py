@@ -20,17 +20,16 @@ from platformdb.workbench import seed as seeding
 def catalog_at_scale(b: Bench, scale: int) -> tuple[str, dict[str, Any]]:
     """Seed a fresh database at ``scale`` and time every catalog query there; returns its name and the figures."""
     name = f"bench_scale_{scale}"
-    load_s, counts = _load(b, name, scale)
-    with psycopg.connect(b.dsn(name), autocommit=True) as conn:
-        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+    load_s, counts, size = _load(b, name, scale)
     with timing(b):
         beside = floor(b)  # the floor of this scale's queries: measured beside them, not at the start of the run
         figures = {query.name: _time_query(b, name, scale, query) for query in CATALOG.values()}
     return name, {"load_seconds": load_s, "database_bytes": size, "counts": counts, "floor": beside, "queries": figures}
 
 
-def _load(b: Bench, name: str, scale: int) -> tuple[float, dict[str, int]]:
-    """Create, migrate and seed ``name``; vacuum and settle it. Returns the load's seconds and the row counts."""
+def _load(b: Bench, name: str, scale: int) -> tuple[float, dict[str, int], int]:
+    """Create, migrate and seed ``name``; vacuum and settle it. Returns the load's seconds, the row counts and the
+    database's size in bytes."""
     b.create_database(name)
     url = parse_url(b.dsn(name))
     b.log(f"scale {scale}: migrating and seeding {name}")
@@ -40,8 +39,9 @@ def _load(b: Bench, name: str, scale: int) -> tuple[float, dict[str, int]]:
     load_s = time.perf_counter() - began
     with psycopg.connect(b.dsn(name), autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")  # as autovacuum would have by now in a live database
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
     settle(b)
-    return load_s, report.counts
+    return load_s, report.counts, size
 
 
 def _time_query(b: Bench, database: str, scale: int, query: Query) -> dict[str, Any]:

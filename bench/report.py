@@ -559,6 +559,16 @@ def mixed_chart(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _save(fig: Any, ax: Any, path: Path, legend_size: int) -> None:
+    """A per-query chart's legend beside the plot, then the file (and the figure freed)."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def buffers_chart(results: dict[str, Any], path: Path) -> None:
     """Buffers per call of every catalog query against the scale (log-log): a flat line is a bounded cost."""
     import matplotlib
@@ -579,10 +589,7 @@ def buffers_chart(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("seed scale (log)")
     ax.set_ylabel("shared buffers per call (hit + read, log)")
     ax.set_title("platformdb catalog queries: buffers per call by scale (EXPLAIN ANALYZE BUFFERS)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path, legend_size=7)
 
 
 def splice(document: str | None, generated: str) -> str:
@@ -651,7 +658,4 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("p99 latency, ms (log scale)")
     ax.set_title("platformdb catalog queries: p99 latency by scale (PostgreSQL 18, prepared, one connection)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path, legend_size=8)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import psycopg
 
 from bench.common import Bench, Run, buffers, draw_params, fmt_ms, settle, summarize, time_runs, timing
 from platformdb.queries import CATALOG
+from platformdb.queries.base import positional
 
 ORIGINAL_DDL = Path(__file__).resolve().parent / "original_task.sql"
 THEIRS_DB = "bench_original"
@@ -215,7 +215,7 @@ def baseline_mixed(b: Bench, ours_db: str) -> dict[str, Any]:
                 (ours, ours_db, question.ours, ours_params),
                 (theirs, THEIRS_DB, question.theirs, _their_params(theirs, question, ours_params)),
             ):
-                names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+                names = positional(text)[1]
                 conn.execute(f"DROP TABLE IF EXISTS bench_params.{name}")
                 param_table(conn, name, names, params)
                 sides[db].append(
