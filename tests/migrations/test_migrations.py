@@ -71,6 +71,8 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0051": set(),
     "0060": set(),
     "0065": set(),
+    "0066": set(),
+    "0067": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -57,7 +57,8 @@ class Service(Timestamps, Base):
         CheckConstraint("char_length(description) <= 2000", name="description_length"),
         CheckConstraint(f"status IN {SERVICE_STATUSES!r}", name="status_allowed"),
         CheckConstraint("tier BETWEEN 1 AND 4", name="tier_range"),
-        UniqueConstraint("name"),
+        # The columns a directory page returns ride in the key (revision 0067): an index-only scan.
+        UniqueConstraint("name", postgresql_include=["id", "status", "tier"]),
         Index("ix_services_owner_team_id", "owner_team_id", info={"serves": "catalog.services_of_team; FK"}),
     )
 

@@ -101,7 +101,10 @@ class Deployment(Timestamps, Base):
             "environment_id",
             unique=True,
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
-            info={"serves": "rule: at most one active deployment per service and environment"},
+            info={
+                "serves": "rule: at most one active deployment per service and environment; "
+                "delivery.pending_approvals_of_approver (a service's pending rollouts)"
+            },
         ),
         Index(
             "ix_deployments_created_at_active",

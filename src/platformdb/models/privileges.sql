@@ -73,6 +73,7 @@ GRANT SELECT ON platform.approval_rules, platform.deployment_approval_requiremen
   TO platform_delivery;
 GRANT SELECT, INSERT, UPDATE, DELETE ON platform.approval_rules TO platform_identity;
 GRANT EXECUTE ON FUNCTION platform.rollout_blockers(uuid) TO platform_delivery, platform_readonly;
+GRANT EXECUTE ON FUNCTION platform.pending_approvals_of(uuid) TO platform_delivery, platform_readonly;
 
 -- delivery: deploy freezes, their schedules and overrides, the promotion graph and its overrides (revision 0050).
 -- Overrides are append-only; edges are inserted or deleted. The helpers the triggers call run as the writer.

@@ -125,28 +125,17 @@ PENDING_APPROVALS_OF_APPROVER = Query(
     name="delivery.pending_approvals_of_approver",
     roles=(DELIVERY, READONLY),
     caller="the portal's approvals inbox and the chat bot's reminder: the pending rollouts this person may approve "
-    "and has not yet decided on, oldest first (a rollout someone rejected awaits cancellation, not approvals). "
-    "The partial index ix_deployments_created_at_active holds only the active rollouts, so the scan never reads "
-    "the history; the approver's permission is checked by platform.may_user_do per captured rule.",
+    "and has not yet decided on, a row per rule short of its approvals, oldest first (a rollout someone rejected "
+    "awaits cancellation, not approvals). platform.pending_approvals_of() is SECURITY DEFINER: it turns the "
+    "approver's live grants into scopes once and reaches the pending rollouts of each service a scope names by "
+    "the active-rollout key (all of them only for a scope of every service), instead of asking may_user_do "
+    "about every pending rollout.",
     kind="range",
     sql="""
-SELECT d.id AS deployment_id, d.service_id, d.environment_id, d.version, d.deployed_by, d.created_at,
-       q.approval_rule_id, q.required_approvals, n.approved
-  FROM platform.deployments d
-  JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
-  JOIN platform.permissions p ON p.id = q.approver_permission_id
-  CROSS JOIN LATERAL (
-    SELECT count(*) AS approved
-      FROM platform.deployment_approvals a
-     WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
-       AND a.decision = 'approved') n
- WHERE d.status = 'pending'
-   AND n.approved < q.required_approvals
-   AND (d.deployed_by IS DISTINCT FROM %(approver_id)s OR q.allow_self_approval)
-   AND NOT EXISTS (SELECT FROM platform.deployment_approvals a
-                    WHERE a.deployment_id = d.id AND (a.approver_id = %(approver_id)s OR a.decision = 'rejected'))
-   AND platform.may_user_do(%(approver_id)s, p.name, d.service_id, d.environment_id)
- ORDER BY d.created_at, d.id
+SELECT a.deployment_id, a.service_id, a.environment_id, a.version, a.deployed_by, a.created_at,
+       a.approval_rule_id, a.required_approvals, a.approved
+  FROM platform.pending_approvals_of(%(approver_id)s) a
+ ORDER BY a.created_at, a.deployment_id, a.approval_rule_id
 """,
 )
 
