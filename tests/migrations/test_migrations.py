@@ -73,6 +73,7 @@ CREATED_TABLES: dict[str, set[str]] = {
     "0065": set(),
     "0066": set(),
     "0067": set(),
+    "0068": set(),
 }
 """The tables each revision creates (and its downgrade drops); checked against the revisions and models."""
 

@@ -162,19 +162,22 @@ CREATE TRIGGER trg_role_grants_no_escalation BEFORE INSERT OR UPDATE ON platform
 
 -- The authorization check counts the user's own grants and those of every team the user is an unexpired
 -- member of, directly or through the team's ancestors; expired grants and deactivated users count for nothing.
+-- (Revision 0030; its plan made index probes only in revision 0068.)
 CREATE FUNCTION platform.may_user_do(p_user_id uuid, p_permission text, p_service_id uuid, p_environment_id uuid)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  -- Per team, not per platform (revision 0068): each step up the walk is a scalar subquery, a lookup of one team
+  -- by its key (planned as a join, the walk hashed a scan of every team), and the teams' grants are probed by
+  -- ix_role_grants_team_id for the walk's teams (= ANY, not a merge join along the whole index).
   WITH RECURSIVE member_of (team_id) AS (
       SELECT m.team_id
         FROM platform.team_memberships m
        WHERE m.user_id = p_user_id
          AND (m.expires_at IS NULL OR m.expires_at > now())
     UNION
-      SELECT t.parent_team_id
+      SELECT (SELECT t.parent_team_id FROM platform.teams t WHERE t.id = member_of.team_id)
         FROM member_of
-        JOIN platform.teams t ON t.id = member_of.team_id
-       WHERE t.parent_team_id IS NOT NULL)
+       WHERE member_of.team_id IS NOT NULL)
   SELECT EXISTS (SELECT FROM platform.users u WHERE u.id = p_user_id AND u.deactivated_at IS NULL)
      AND EXISTS (
     SELECT
@@ -183,8 +186,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
              WHERE g.user_id = p_user_id
             UNION ALL
             SELECT g.role_id, g.service_id, g.environment_id, g.expires_at
-              FROM member_of
-              JOIN platform.role_grants g ON g.team_id = member_of.team_id) g
+              FROM platform.role_grants g
+             WHERE g.team_id = ANY (ARRAY(SELECT member_of.team_id FROM member_of))) g
       JOIN platform.role_permissions rp ON rp.role_id = g.role_id
       JOIN platform.permissions p ON p.id = rp.permission_id
      WHERE p.name = p_permission

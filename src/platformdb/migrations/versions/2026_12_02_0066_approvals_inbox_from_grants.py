@@ -58,17 +58,17 @@ RETURNS TABLE (deployment_id uuid, service_id uuid, environment_id uuid, version
                created_at timestamptz, approval_rule_id uuid, required_approvals smallint, approved bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   -- One statement, no helper functions: the catalog's plan checks see every table it reads. The scopes say what
-  -- platform.may_user_do checks; a test holds the two to the same answers.
+  -- platform.may_user_do checks, walking the teams the same way (index probes per team); a test holds the two to
+  -- the same answers.
   WITH RECURSIVE member_of (team_id) AS (
       SELECT m.team_id
         FROM platform.team_memberships m
        WHERE m.user_id = p_approver_id
          AND (m.expires_at IS NULL OR m.expires_at > now())
     UNION
-      SELECT t.parent_team_id
+      SELECT (SELECT t.parent_team_id FROM platform.teams t WHERE t.id = member_of.team_id)
         FROM member_of
-        JOIN platform.teams t ON t.id = member_of.team_id
-       WHERE t.parent_team_id IS NOT NULL),
+       WHERE member_of.team_id IS NOT NULL),
   scopes AS MATERIALIZED (
     SELECT DISTINCT rp.permission_id, g.service_id, g.environment_id
       FROM (SELECT g.role_id, g.service_id, g.environment_id, g.expires_at
@@ -76,8 +76,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
              WHERE g.user_id = p_approver_id
             UNION ALL
             SELECT g.role_id, g.service_id, g.environment_id, g.expires_at
-              FROM member_of
-              JOIN platform.role_grants g ON g.team_id = member_of.team_id) g
+              FROM platform.role_grants g
+             WHERE g.team_id = ANY (ARRAY(SELECT member_of.team_id FROM member_of))) g
       JOIN platform.role_permissions rp ON rp.role_id = g.role_id
      WHERE (g.expires_at IS NULL OR g.expires_at > now())
        AND EXISTS (SELECT FROM platform.users u WHERE u.id = p_approver_id AND u.deactivated_at IS NULL)),
