@@ -120,3 +120,21 @@ def test_the_inbox_has_a_row_per_rule_short_of_its_approvals(conn: psycopg.Conne
     rows = conn.execute(INBOX.sql, {"approver_id": p.approvers[0]}).fetchall()
     assert [r[0] for r in rows] == [first, first]
     assert len({r[6] for r in rows}) == 2  # one row per captured rule
+
+
+def test_a_rollout_whose_rule_changed_permission_is_listed_for_holders_of_the_captured_one_on_its_service(
+    conn: psycopg.Connection[Any], make: Make
+) -> None:
+    """The one difference from asking may_user_do per rollout, as the function's comment says: the rules say
+    which permissions approve on every service, so a rollout that captured a permission no rule names any more
+    is listed for its holders on the rollout's service (who may still approve it), not for those holding it on
+    every service."""
+    p = Protected(make, required=1)
+    deployment = p.deploy()
+    everywhere = approver(make)
+    conn.execute(
+        "UPDATE platform.approval_rules SET approver_permission_id = %s WHERE id = %s",
+        (make.permission_id("deployment:signoff"), p.rule),
+    )
+    assert inbox(conn, p.approvers[0]) == {deployment}
+    assert inbox(conn, everywhere) == set()

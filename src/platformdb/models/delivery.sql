@@ -843,31 +843,28 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
      WHERE (g.expires_at IS NULL OR g.expires_at > now())
        AND EXISTS (SELECT FROM platform.users u WHERE u.id = p_approver_id AND u.deactivated_at IS NULL)),
   candidates AS (
-    -- Every pending rollout, when the approver holds a permission some rollout's rules ask for on every service.
-    SELECT x.id
-      FROM platform.deployments x
-     WHERE x.status = 'pending'
-       AND EXISTS (SELECT FROM scopes s
-                    WHERE s.service_id IS NULL
-                      AND EXISTS (SELECT FROM platform.deployment_approval_requirements r
-                                   WHERE r.approver_permission_id = s.permission_id))
+    -- Every pending rollout, when the approver holds on every service a permission an approval rule names
+    -- (the rules, a small table, say which permissions approve; not every captured requirement).
+    SELECT d.id, d.service_id, d.environment_id, d.version, d.deployed_by, d.created_at
+      FROM platform.deployments d
+     WHERE d.status = 'pending'
+       AND EXISTS (SELECT FROM scopes s JOIN platform.approval_rules r ON r.approver_permission_id = s.permission_id
+                    WHERE s.service_id IS NULL)
     UNION
-    -- The pending rollouts of each service a grant names.
-    SELECT x.id
+    -- The pending rollouts of each service a grant names, by the active-rollout key.
+    SELECT d.id, d.service_id, d.environment_id, d.version, d.deployed_by, d.created_at
       FROM (SELECT DISTINCT s.service_id FROM scopes s WHERE s.service_id IS NOT NULL) s
-      JOIN platform.deployments x ON x.service_id = s.service_id AND x.status = 'pending')
+      JOIN platform.deployments d ON d.service_id = s.service_id AND d.status = 'pending')
   SELECT d.id, d.service_id, d.environment_id, d.version, d.deployed_by, d.created_at,
          q.approval_rule_id, q.required_approvals, n.approved
-    FROM candidates c
-    JOIN platform.deployments d ON d.id = c.id
+    FROM candidates d
     JOIN platform.deployment_approval_requirements q ON q.deployment_id = d.id
     CROSS JOIN LATERAL (
       SELECT count(*) AS approved
         FROM platform.deployment_approvals a
        WHERE a.deployment_id = q.deployment_id AND a.approval_rule_id = q.approval_rule_id
          AND a.decision = 'approved') n
-   WHERE d.status = 'pending'
-     AND n.approved < q.required_approvals
+   WHERE n.approved < q.required_approvals
      AND (d.deployed_by IS DISTINCT FROM p_approver_id OR q.allow_self_approval)
      AND NOT EXISTS (SELECT FROM platform.deployment_approvals a
                       WHERE a.deployment_id = d.id AND (a.approver_id = p_approver_id OR a.decision = 'rejected'))
@@ -875,6 +872,6 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
                   WHERE s.permission_id = q.approver_permission_id
                     AND (s.service_id IS NULL OR s.service_id = d.service_id)
                     AND (s.environment_id IS NULL OR s.environment_id = d.environment_id))
-   ORDER BY d.created_at, d.id
+   ORDER BY d.created_at, d.id, q.approval_rule_id
 $$;
-COMMENT ON FUNCTION platform.pending_approvals_of(uuid) IS 'The approvals inbox: the pending rollouts this person may approve (a live grant of the captured rule''s permission in its scope, their own or a team''s, as platform.may_user_do counts them) and has not decided on, a row per rule short of its approvals, oldest first; a rollout someone rejected awaits cancellation and is not listed, nor is the approver''s own rollout unless the rule allows self-approval.';
+COMMENT ON FUNCTION platform.pending_approvals_of(uuid) IS 'The approvals inbox: the pending rollouts this person may approve (a live grant of the captured rule''s permission in its scope, their own or a team''s, as platform.may_user_do counts them) and has not decided on, a row per rule short of its approvals, oldest first; a rollout someone rejected awaits cancellation and is not listed, nor is the approver''s own rollout unless the rule allows self-approval. One difference from asking may_user_do per rollout: a rollout that captured a permission no approval rule names any more (the rule was since changed) is listed for the holders of that permission on its service, not for those who hold it on every service.';
