@@ -22,6 +22,10 @@ ORIGINAL_DDL = Path(__file__).resolve().parent / "original_task.sql"
 THEIRS_DB = "bench_original"
 SAMPLES_FACTOR = 3
 """Three times the samples of a catalog query: the two sides are often within microseconds."""
+SIDE_BUDGET_S = 60.0
+"""At most about this long per side and question: a question the original answers in 0.7 s at scale 100 (what
+runs where) would otherwise take hours; such a gap needs no microsecond resolution."""
+MIN_SAMPLES = 200
 
 # table: (the SELECT on our schema that yields its rows, its columns)
 BASELINE_LOAD = {
@@ -169,11 +173,14 @@ def _compare(
 ) -> dict[str, Any]:
     """Time one question on both schemas, executions alternating between them."""
     ours_params = draw_params(b.dsn(ours_db), CATALOG[question.catalog], SAMPLES_FACTOR * b.iterations, rng)
-    o = Run(b.dsn(ours_db), question.ours, ours_params)
-    t = Run(b.dsn(THEIRS_DB), question.theirs, _their_params(theirs, question, ours_params))
-    time_runs([o, t], b.warmup)
+    their_params = _their_params(theirs, question, ours_params)
+    n = _samples_within_budget(b, ours_db, question, ours_params, their_params)
+    o = Run(b.dsn(ours_db), question.ours, ours_params[:n])
+    t = Run(b.dsn(THEIRS_DB), question.theirs, their_params[:n])
+    time_runs([o, t], min(b.warmup, n))
     figures: dict[str, Any] = {
         "ours_query": question.catalog,
+        "samples": n,
         "ours": {"rows_mean": o.mean_rows, **summarize(o.times), **buffers(o.dsn, o.sql, o.params).summary()},
         "theirs": {"rows_mean": t.mean_rows, **summarize(t.times), **buffers(t.dsn, t.sql, t.params).summary()},
     }
@@ -182,6 +189,20 @@ def _compare(
         f"theirs {fmt_ms(figures['theirs']['p99_ms'])} ms"
     )
     return figures
+
+
+def _samples_within_budget(
+    b: Bench, ours_db: str, question: Question, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]
+) -> int:
+    """How many parameter sets each side gets: all of them, unless the slower side's first calls say that warmup
+    and timing would take more than :data:`SIDE_BUDGET_S` (then fewer, never under :data:`MIN_SAMPLES`)."""
+    slowest = 0.0
+    for dsn, sql, params in ((b.dsn(ours_db), question.ours, ours), (b.dsn(THEIRS_DB), question.theirs, theirs)):
+        probe = Run(dsn, sql, params[:3])
+        time_runs([probe], 0, rounds=1)
+        slowest = max(slowest, max(probe.times))
+    affordable = int(SIDE_BUDGET_S / (2 * slowest)) if slowest > 0 else len(ours)  # warmup and timed runs
+    return max(MIN_SAMPLES, min(len(ours), affordable))
 
 
 MIXED_CLIENTS = (1, 4, 8, 16)
