@@ -273,9 +273,18 @@ def test_unknown_revision(command: str, db: URL, reliability: Record) -> None:
         ["partitions", "prune", "--retain", "30"],
         ["freezes", "ensure"],
         ["watchdog"],
+        ["indexes", "rebuild"],
         ["roles", "grant-login", "svc_x", "--role", "readonly"],
     ],
-    ids=["audit-verify", "partitions-ensure", "partitions-prune", "freezes-ensure", "watchdog", "grant-login"],
+    ids=[
+        "audit-verify",
+        "partitions-ensure",
+        "partitions-prune",
+        "freezes-ensure",
+        "watchdog",
+        "indexes-rebuild",
+        "grant-login",
+    ],
 )
 @pytest.mark.parametrize("at", ["base", "0012"])
 def test_maintenance_on_an_unmigrated_database_says_to_upgrade(
@@ -288,6 +297,20 @@ def test_maintenance_on_an_unmigrated_database_says_to_upgrade(
     assert_one_line_error(result, (f"is not migrated to head (it is at {at})", "platformdb upgrade"))
     reliability.cases = 1
     reliability.add("one line, exit 1, no traceback")
+
+
+def test_indexes_rebuild_that_cannot_lock_in_time_is_one_line_and_exit_1(db: URL) -> None:
+    with psycopg.connect(libpq_dsn(db)) as holder:
+        holder.execute("LOCK TABLE platform.deployments IN SHARE MODE")
+        result = run("--database-url", libpq_dsn(db), "indexes", "rebuild", "--force", "--lock-timeout", "0.2")
+    assert_one_line_error(result, ("not rebuilt", "lock_timeout"))
+    assert "uq_deployments_active_service_id_environment_id" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_indexes_rebuild_refuses_a_lock_timeout_that_is_not_positive(value: str, db: URL) -> None:
+    result = run("--database-url", libpq_dsn(db), "indexes", "rebuild", "--lock-timeout", value)
+    assert_one_line_error(result, "--lock-timeout")
 
 
 def test_demo_on_an_unmigrated_database_says_to_upgrade(empty_db: URL) -> None:

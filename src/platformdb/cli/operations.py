@@ -1,4 +1,4 @@
-"""``platformdb audit | freezes | partitions | roles``: operations a DBA or cron runs against production."""
+"""``platformdb audit | freezes | indexes | partitions | roles``: operations a DBA or cron runs against production."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.table import Table
 from platformdb.cli.app import cli, console, database_url
 from platformdb.db import connect
 from platformdb.errors import UserError
-from platformdb.ops import audit_chain, freezes, partitions, roles, sessions
+from platformdb.ops import audit_chain, freezes, indexes, partitions, roles, sessions
 from platformdb.ops import checkpoints as checkpoints_ops
 
 
@@ -211,6 +211,30 @@ def roles_list(ctx: click.Context) -> None:
 def roles_revoke(ctx: click.Context, name: str) -> None:
     """Revoke login NAME from this database: its CONNECT here, and its group when no other database has it."""
     console.print(roles.revoke_login(database_url(ctx, at_head=True), name))
+
+
+# --- indexes -------------------------------------------------------------------------------------------
+@cli.group("indexes")
+def indexes_group() -> None:
+    """Index maintenance: rebuild the indexes whose rows come and go; safe to run from cron."""
+
+
+@indexes_group.command("rebuild")
+@click.option("--lock-timeout", "lock_timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True,
+              help="Seconds to wait for a table's lock before leaving its index to the next run.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Rebuild every churned index, bloated or not.")
+@click.pass_context
+def indexes_rebuild(ctx: click.Context, lock_timeout: float, force: bool) -> None:
+    """REINDEX CONCURRENTLY the churned indexes that have bloated (cron, daily, as the schema owner)."""
+    url = database_url(ctx, at_head=True)
+    with connect(url, autocommit=True) as conn:
+        done = indexes.rebuild(conn, lock_timeout=dt.timedelta(seconds=lock_timeout), force=force)
+    for item in done:
+        console.print(str(item))
+    blocked = [item for item in done if item.skipped and item.skipped.startswith("not rebuilt")]
+    if blocked:
+        raise UserError("; ".join(str(item) for item in blocked))
 
 
 # --- watchdog ------------------------------------------------------------------------------------------

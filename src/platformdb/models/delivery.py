@@ -103,7 +103,8 @@ class Deployment(Timestamps, Base):
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
             info={
                 "serves": "rule: at most one active deployment per service and environment; "
-                "delivery.pending_approvals_of_approver (a service's pending rollouts)"
+                "delivery.pending_approvals_of_approver (a service's pending rollouts)",
+                "rebuild": True,  # every rollout passes through: platformdb indexes rebuild
             },
         ),
         Index(
@@ -112,7 +113,8 @@ class Deployment(Timestamps, Base):
             postgresql_where=text(f"status IN {ACTIVE_STATUSES!r}"),
             info={
                 "serves": "delivery.active_deployments (the active rollouts, oldest first); "
-                "delivery.pending_approvals_of_approver (the pending rollouts)"
+                "delivery.pending_approvals_of_approver (the pending rollouts)",
+                "rebuild": True,
             },
         ),
         Index(
