@@ -5,10 +5,12 @@ reads is measured by the benchmark (buffers per call at scales 10 and 100), not 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
 
+from platformdb import migrate
 from platformdb.queries import CATALOG
 
 INBOX = CATALOG["delivery.pending_approvals_of_approver"]
@@ -45,35 +47,17 @@ def test_the_inbox_answers_what_may_user_do_answers_for_every_user(seeded_conn: 
     assert with_rows >= 3, f"only {with_rows} of {len(users)} users have pending rollouts to approve"
 
 
-MAY_USER_DO_0030 = """
-WITH RECURSIVE member_of (team_id) AS (
-    SELECT m.team_id
-      FROM platform.team_memberships m
-     WHERE m.user_id = %(user_id)s
-       AND (m.expires_at IS NULL OR m.expires_at > now())
-  UNION
-    SELECT t.parent_team_id
-      FROM member_of
-      JOIN platform.teams t ON t.id = member_of.team_id
-     WHERE t.parent_team_id IS NOT NULL)
-SELECT EXISTS (SELECT FROM platform.users u WHERE u.id = %(user_id)s AND u.deactivated_at IS NULL)
-   AND EXISTS (
-  SELECT
-    FROM (SELECT g.role_id, g.service_id, g.environment_id, g.expires_at
-            FROM platform.role_grants g
-           WHERE g.user_id = %(user_id)s
-          UNION ALL
-          SELECT g.role_id, g.service_id, g.environment_id, g.expires_at
-            FROM member_of
-            JOIN platform.role_grants g ON g.team_id = member_of.team_id) g
-    JOIN platform.role_permissions rp ON rp.role_id = g.role_id
-    JOIN platform.permissions p ON p.id = rp.permission_id
-   WHERE p.name = %(permission)s
-     AND (g.service_id IS NULL OR g.service_id = %(service_id)s)
-     AND (g.environment_id IS NULL OR g.environment_id = %(environment_id)s)
-     AND (g.expires_at IS NULL OR g.expires_at > now()))
-"""
-"""platform.may_user_do's body as revision 0030 made it."""
+def _may_user_do_0030() -> str:
+    """platform.may_user_do's body as revision 0030 made it (revision 0068 keeps a frozen copy for its downgrade),
+    its arguments as the query parameters."""
+    module = migrate.script_directory().get_revision("0068").module  # type: ignore[union-attr]
+    body = str(module.MAY_USER_DO_0030).split("AS $$", 1)[1].rsplit("$$;", 1)[0]
+    for name in ("user_id", "permission", "service_id", "environment_id"):
+        body = re.sub(rf"\bp_{name}\b", f"%({name})s", body)
+    return body
+
+
+MAY_USER_DO_0030 = _may_user_do_0030()
 
 
 def test_may_user_do_answers_as_revision_0030s_body_for_every_user_and_permission(
