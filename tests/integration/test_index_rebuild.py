@@ -84,6 +84,7 @@ def test_a_rebuild_that_cannot_lock_the_table_in_time_gives_up_and_leaves_nothin
         holder.execute("LOCK TABLE platform.deployments IN SHARE MODE")
         done = indexes.rebuild(conn, lock_timeout=dt.timedelta(milliseconds=200), force=True)
     assert [r.skipped for r in done] == ["not rebuilt: a lock not granted within lock_timeout"] * len(done)
+    assert all(r.blocked for r in done)
     assert invalid_indexes(conn) == []
 
 
@@ -94,7 +95,7 @@ def test_a_rebuild_stalled_by_an_old_snapshot_drops_its_invalid_copy(conn: psyco
         reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         reader.execute("SELECT count(*) FROM platform.services")
         done = indexes.rebuild(conn, lock_timeout=dt.timedelta(milliseconds=300), force=True)
-    assert all(r.skipped == "not rebuilt: a lock not granted within lock_timeout" for r in done), done
+    assert all(r.blocked and r.skipped == "not rebuilt: a lock not granted within lock_timeout" for r in done), done
     assert invalid_indexes(conn) == []
     rebuilt = indexes.rebuild(conn, lock_timeout=SECOND, force=True)
     assert all(r.skipped is None for r in rebuilt)

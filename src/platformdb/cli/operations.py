@@ -232,7 +232,7 @@ def indexes_rebuild(ctx: click.Context, lock_timeout: float, force: bool) -> Non
         done = indexes.rebuild(conn, lock_timeout=dt.timedelta(seconds=lock_timeout), force=force)
     for item in done:
         console.print(str(item))
-    blocked = [item for item in done if item.skipped and item.skipped.startswith("not rebuilt")]
+    blocked = [item for item in done if item.blocked]
     if blocked:
         raise UserError("; ".join(str(item) for item in blocked))
 

@@ -46,6 +46,8 @@ class Rebuilt:
     pages_before: int
     pages_after: int | None
     skipped: str | None = None
+    blocked: bool = False
+    """Not rebuilt because a lock or an old reader was not waited out within lock_timeout (a run that failed)."""
 
     def __str__(self) -> str:
         if self.skipped:
@@ -96,7 +98,9 @@ def rebuild(conn: psycopg.Connection[Any], *, lock_timeout: dt.timedelta, force:
             conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier("platform", index)))
         except psycopg.errors.LockNotAvailable:
             _drop_leftovers(conn, index)
-            done.append(Rebuilt(index, before, None, "not rebuilt: a lock not granted within lock_timeout"))
+            done.append(
+                Rebuilt(index, before, None, "not rebuilt: a lock not granted within lock_timeout", blocked=True)
+            )
             continue
         done.append(Rebuilt(index, before, _pages(conn, index)[0]))
     return done
