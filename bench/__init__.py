@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from bench.catalog import catalog_at_scale
 from bench.common import SETTINGS, Bench, sampled_load, throwaway_bench
 from bench.ingest import ingest
 from bench.mixed import mixed
+from platformdb import __version__
 
 
 def run(
@@ -91,6 +93,8 @@ def _meta(
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "server_version": version,
+        "platformdb": __version__,
+        "commit": _commit(),
         "cpus": len(os.sched_getaffinity(0)),
         "machine": f"{platform.system()} {platform.machine()}",
         "warmup": warmup,
@@ -101,6 +105,22 @@ def _meta(
         "load_average_mean": sum(loads) / len(loads) if loads else os.getloadavg()[0],
         "load_average_max": max(loads, default=os.getloadavg()[0]),
     }
+
+
+def _commit() -> str | None:
+    """The measured code's git commit, ``+dirty`` when the work tree differs from it (outside what a run writes);
+    None outside a checkout."""
+    root = Path(__file__).parents[1]
+    outputs = [f":(exclude){p}" for p in ("bench/results", "docs/PERFORMANCE.md", "docs/performance-*.png")]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+                               cwd=root, capture_output=True, text=True)  # fmt: skip
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 __all__ = ["run"]

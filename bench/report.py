@@ -245,12 +245,20 @@ def render(results: dict[str, Any]) -> str:
     return "\n\n".join(sections) + "\n"
 
 
+def _code(meta: dict[str, Any]) -> str:
+    """Which code was measured, for a run that recorded it."""
+    if "platformdb" not in meta:
+        return ""
+    return f"platformdb {meta['platformdb']}" + (f" at commit {meta['commit']}" if meta.get("commit") else "") + ", "
+
+
 def _run_section(results: dict[str, Any]) -> str:
     meta, scales = results["meta"], sorted(results["scales"], key=int)
     settings = ", ".join(f"{k}={v}" for k, v in meta.get("settings", SETTINGS).items())
     run = (
         f"Measured by `python -m bench --scales {','.join(scales)}` (`make bench`) on {meta['date']}: "
-        f"PostgreSQL {meta['server_version']} (embedded), {meta['cpus']} CPU cores, {meta['machine']}. The run took "
+        f"{_code(meta)}PostgreSQL {meta['server_version']} (embedded), {meta['cpus']} CPU cores, {meta['machine']}. "
+        "The run took "
         f"{meta['seconds'] / 60:.1f} minutes. Figures: `bench/results/{meta['result_file']}`; chart: "
         "`docs/performance-latency.png`."
     )

@@ -106,6 +106,12 @@ def test_render_keeps_hand_written_text_outside_the_markers(tmp_path: Path) -> N
     assert (tmp_path / "performance-latency.png").stat().st_size > 0
 
 
+def test_the_report_names_the_measured_code_when_the_run_recorded_it() -> None:
+    results = json.loads(COMMITTED_RUN.read_text())
+    results["meta"] |= {"platformdb": "9.9.9", "commit": "0123456789ab+dirty"}
+    assert "platformdb 9.9.9 at commit 0123456789ab+dirty, PostgreSQL" in render(results)
+
+
 def test_the_generated_part_holds_no_interpretation() -> None:
     generated = render(json.loads(COMMITTED_RUN.read_text()))
     for word in ("noise", "because", "otherwise quiet", "Why targets are missed", "tie, not a lead"):
