@@ -11,7 +11,18 @@ from bench.report import BEGIN, END, STUB, load_note, markdown_table, render, sp
 
 from platformdb.errors import UserError
 
-COMMITTED_RUN = Path(__file__).resolve().parents[2] / "bench" / "results" / "bench-scales-1-10.json"
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_RUNS = sorted((ROOT / "bench" / "results").glob("bench-scales-*.json"))
+COMMITTED_RUN = COMMITTED_RUNS[-1] if COMMITTED_RUNS else ROOT / "bench" / "results" / "missing.json"
+
+
+def test_one_committed_run_and_the_report_is_its_rendering() -> None:
+    """docs/PERFORMANCE.md's generated part is what the one committed JSON renders (figures edited by hand, or a
+    report left behind its run, fail here)."""
+    assert len(COMMITTED_RUNS) == 1, f"one committed run in bench/results, not {[p.name for p in COMMITTED_RUNS]}"
+    document = (ROOT / "docs" / "PERFORMANCE.md").read_text()
+    generated = document[document.index(BEGIN) + len(BEGIN) : document.index(END)]
+    assert generated.strip() == render(json.loads(COMMITTED_RUN.read_text())).strip()
 
 
 def test_percentile_interpolates_between_closest_ranks() -> None:
